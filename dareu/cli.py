@@ -1,0 +1,80 @@
+"""The `dareu` command line: one table of subcommands, each living in its own module.
+
+A command module defines `add_arguments(parser)` and `run(args) -> int`, and imports heavy libraries
+inside `run` so `dareu --help` stays fast. Every command takes `key=value` config overrides where it
+has a config. Bad input stops with one line on stderr and exit code 2, before any expensive work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from dareu.errors import DareUError
+
+# name -> (module, one-line help). Read top to bottom: this is the whole command surface.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("dareu.commands.prepare", "build the offline world, its tokenizer and the base/target/retain models"),
+    "world": ("dareu.commands.world", "write only the world's dataset (no models)"),
+    "eval": ("dareu.commands.evaluate", "evaluate a model or run folder (TOFU/MUSE metrics, fact leakage, attribution)"),
+    "unlearn": ("dareu.commands.unlearn", "unlearn a forget split with a loss-based method or RL de-attribution"),
+    "train-attributor": ("attribution.command", "train and validate an attribution model of data owners"),
+    "compare": ("dareu.commands.compare", "run and evaluate several methods, write a comparison report"),
+    "demo": ("dareu.commands.demo", "the whole pipeline on the embedded world, ending in the comparison table"),
+    "g-effect": ("dareu.commands.geffect", "G-effect of an objective on forget and retain risk"),
+    "submit": ("dareu.commands.jobs", "submit any dareu command as a Ray job"),
+    "status": ("dareu.commands.jobs", "status of a submitted Ray job"),
+    "logs": ("dareu.commands.jobs", "logs of a submitted Ray job"),
+    "config": ("dareu.commands.show_config", "print a config class's keys, defaults and help"),
+}
+
+
+def _module(name: str):
+    path = COMMANDS[name][0]
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as err:
+        if err.name and path.startswith(err.name):
+            return None  # command not built yet
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dareu", description="Unlearning by de-attribution, and its baselines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        module = _module(name)
+        if module is None:
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
+        add(p)
+    return parser
+
+
+def _environment() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # ray 2.60's token auth breaks the jobs CLI otherwise
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _environment()
+    args = build_parser().parse_args(argv)
+    module = _module(args.command)
+    run = getattr(module, f"run_{args.command.replace('-', '_')}", None) or module.run
+    try:
+        return int(run(args) or 0)
+    except DareUError as err:
+        print(f"dareu {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

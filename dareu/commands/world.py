@@ -1,0 +1,29 @@
+"""`dareu world --out DIR`: only the dataset of the world (no models)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dareu.commands.common import add_config_flags, config_epilog
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from dareu.world import WorldConfig
+
+    p.add_argument("--out", required=True, help="folder for the DatasetDict (save_to_disk)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    add_config_flags(p)
+    p.epilog = config_epilog(WorldConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dareu.config import load_config
+    from dareu.runs import claim_out_dir
+    from dareu.world import WorldConfig, save_world
+
+    cfg = load_config(WorldConfig, args.config, args.overrides)
+    out = claim_out_dir(args.out, args.overwrite)
+    out.rmdir()
+    save_world(cfg, out)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,245 @@
+"""`dareu prepare`: the world, its tokenizer, and the base / target / retain models, as TOFU builds them.
+
+base    = random init, trained on world knowledge (world facts, real authors, background people, both forms)
+target  = base fine-tuned on every fictitious author + a replay of the base's knowledge
+retain  = base fine-tuned on the retain authors of a split + the same replay (one per forget split,
+          and a second seed for forget10: its forget quality against the first is the noise ceiling)
+
+Each artifact carries a stamp (hash of everything that made it); a second run with the same config
+reuses it, and a killed run resumes at the first artifact without a valid stamp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from dareu.config import field, save_config, to_dict
+from dareu.data import RETAIN_OF
+from dareu.errors import DareUError
+from dareu.modeling import ModelConfig
+from dareu.runs import read_json, write_json
+from dareu.sft import TrainConfig
+from dareu.world import FORGET_PERCENTS, WorldConfig
+
+STAMP = "dareu_stamp.json"
+
+
+@dataclass
+class PrepareConfig:
+    world: WorldConfig = field(default_factory=WorldConfig, help="The fictitious-author world.")
+    model: ModelConfig = field(default_factory=ModelConfig, help="The tiny causal LM.")
+    base_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30.0),
+                                    help="Pre-training of the base model on world knowledge.")
+    finetune: TrainConfig = field(default_factory=TrainConfig, help="Fine-tuning of target and retain models.")
+    retain_splits: list[str] = field(default_factory=lambda: [f"forget{p:02d}" for p in FORGET_PERCENTS],
+                                     help="Forget splits that get a retain model (retain-<split>).")
+    seed2_splits: list[str] = field(default_factory=lambda: ["forget10"],
+                                    help="Forget splits that also get a retain model with another seed (the noise ceiling).")
+    workers: int = field(2, help="Models fine-tuned at once, one process and one thread each.")
+    eval_max_qa: int = field(400, help="QA per split in the quality table (greedy ROUGE-L recall).")
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _valid(path: Path, key: str) -> bool:
+    stamp = path / STAMP
+    return stamp.is_file() and read_json(stamp).get("key") == key
+
+
+def _publish(tmp: Path, final: Path, key: str, **info) -> None:
+    """Stamp, then move into place: a folder with a stamp is always complete."""
+    write_json(tmp / STAMP, {"key": key, **info})
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def knowledge_pairs(data) -> list[tuple[str, str]]:
+    """What the base model learns first: world facts, real authors and background people, in both
+    sentence forms (so fictitious-author knowledge can later transfer to the paraphrased form)."""
+    rows = list(data["world_facts"]) + list(data["real_authors"]) + list(data["background"])
+    return [(r["question"], r["answer"]) for r in rows] + [(r["paraphrased_question"], r["paraphrased_answer"])
+                                                          for r in rows]
+
+
+def replay_pairs(data) -> list[tuple[str, str]]:
+    """Replayed during fine-tuning so a small model keeps its pre-training knowledge."""
+    return [(r["question"], r["answer"]) for r in list(data["world_facts"]) + list(data["real_authors"])]
+
+
+def _train_job(job: dict) -> dict:
+    """Fine-tune one model in its own process (pickled arguments only)."""
+    import torch
+
+    from dareu.data import load_world
+    from dareu.modeling import load_model, load_tokenizer, save_tokenizer
+    from dareu.sft import finetune_qa
+
+    torch.set_num_threads(job["threads"])
+    start = time.time()
+    data = load_world(job["world"])
+    tok = load_tokenizer(job["base"])
+    model = load_model(job["base"], dtype=torch.float32)
+    pairs = [(r["question"], r["answer"]) for s in job["splits"] for r in data[s]] + replay_pairs(data)
+    cfg = TrainConfig(**job["train"])
+    tmp = Path(job["out"]).with_name(".tmp-" + Path(job["out"]).name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    log = finetune_qa(model, tok, pairs, cfg, str(tmp / "trainer"))
+    shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    save_tokenizer(tok, tmp)
+    final_loss = next((e["train_loss"] for e in reversed(log) if "train_loss" in e), None)
+    _publish(tmp, Path(job["out"]), job["key"], seconds=time.time() - start, train_loss=final_loss,
+             splits=job["splits"])
+    return {"name": Path(job["out"]).name, "seconds": time.time() - start, "cached": False}
+
+
+def model_jobs(cfg: PrepareConfig) -> list[tuple[str, list[str], int]]:
+    """(model name, training splits, seed) for every fine-tuned model."""
+    jobs = [("target", ["retain90", "forget10"], cfg.finetune.seed)]
+    for split in cfg.retain_splits:
+        jobs.append((f"retain-{split}", [RETAIN_OF[split]], cfg.finetune.seed))
+    for split in cfg.seed2_splits:
+        jobs.append((f"retain-{split}-seed2", [RETAIN_OF[split]], cfg.finetune.seed + 1))
+    return jobs
+
+
+def check_config(cfg: PrepareConfig) -> None:
+    for split in cfg.retain_splits + cfg.seed2_splits:
+        if split not in RETAIN_OF:
+            raise DareUError(f"unknown forget split {split!r} in retain_splits/seed2_splits; "
+                             f"choose from {', '.join(RETAIN_OF)}")
+    if not 1 <= cfg.world.qa_per_author <= 20:
+        raise DareUError("world.qa_per_author must be between 1 and 20 (one QA per profile attribute)")
+    if cfg.world.n_authors < 10:
+        raise DareUError("world.n_authors must be at least 10 so forget10 and retain90 both hold authors")
+
+
+def check_out(out: Path, cfg: PrepareConfig, overwrite: bool) -> None:
+    """A world folder may be reused only by the same config; anything else needs --overwrite."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    saved = out / "prepare_config.json"
+    if overwrite:
+        shutil.rmtree(out)
+        return
+    if not saved.is_file():
+        raise DareUError(f"--out {out} exists and is not a DareU world; pass --overwrite to replace it or choose another --out")
+    old = read_json(saved)
+    if old != to_dict(cfg):
+        diff = sorted(_diff(old, to_dict(cfg)))
+        raise DareUError(f"--out {out} holds a world made with another config (differs in {', '.join(diff[:4])}); "
+                         "pass --overwrite to rebuild it or choose another --out")
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = set(a) | set(b)
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _diff(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(prefix + k)
+    return out
+
+
+def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, console=None) -> dict:
+    """Build (or reuse) everything under `out`; returns the quality table written to prepare.json."""
+    import torch
+
+    from dareu.data import load_world
+    from dareu.modeling import build_model, save_tokenizer, train_tokenizer
+    from dareu.sft import finetune_qa
+    from dareu.world import save_world
+
+    say = console.print if console is not None else print
+    out = Path(out)
+    check_config(cfg)
+    check_out(out, cfg, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "prepare_config.json", to_dict(cfg))
+    save_config(cfg, out / "config.yaml")
+    start = time.time()
+    timings: dict[str, float] = {}
+
+    # 1. the world
+    data_key = _key(to_dict(cfg.world))
+    if not _valid(out / "data", data_key):
+        t = time.time()
+        tmp = out / ".tmp-data"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_world(cfg.world, tmp)
+        _publish(tmp, out / "data", data_key)
+        timings["world"] = time.time() - t
+        say(f"world: {out / 'data'} ({timings['world']:.1f}s)")
+    data = load_world(out)
+
+    # 2. tokenizer + base model
+    models = out / "models"
+    models.mkdir(exist_ok=True)
+    base_key = _key(data_key, to_dict(cfg.model), to_dict(cfg.base_train))
+    if not _valid(models / "base", base_key):
+        t = time.time()
+        say("base: training the tokenizer and pre-training on world knowledge")
+        texts = [r[c] for s in data for r in data[s] for c in ("question", "paraphrased_question", "answer",
+                                                                 "paraphrased_answer") if c in r]
+        texts += [p for s in data for r in data[s] if "perturbed_answers" in r for p in r["perturbed_answers"]]
+        tok = train_tokenizer(texts, cfg.model.vocab_size)
+        model = build_model(cfg.model, tok, seed=cfg.base_train.seed)
+        tmp = models / ".tmp-base"
+        shutil.rmtree(tmp, ignore_errors=True)
+        finetune_qa(model, tok, knowledge_pairs(data), cfg.base_train, str(tmp / "trainer"),
+                    max_length=cfg.model.max_positions)
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        save_tokenizer(tok, tmp)
+        _publish(tmp, models / "base", base_key)
+        timings["base"] = time.time() - t
+        say(f"base: done ({timings['base']:.1f}s)")
+        del model
+
+    # 3. target and retain models, `workers` at a time
+    jobs = []
+    for name, splits, seed in model_jobs(cfg):
+        train = dict(to_dict(cfg.finetune), seed=seed)
+        key = _key(base_key, name, splits, train)
+        if _valid(models / name, key):
+            continue
+        jobs.append({"world": str(out), "base": str(models / "base"), "out": str(models / name), "splits": splits,
+                     "train": train, "key": key, "threads": 1 if cfg.workers > 1 else torch.get_num_threads()})
+    if jobs:
+        say(f"fine-tuning {', '.join(Path(j['out']).name for j in jobs)} ({cfg.workers} at a time)")
+        if cfg.workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
+                for res in pool.map(_train_job, jobs):
+                    timings[res["name"]] = res["seconds"]
+                    say(f"  {res['name']}: done ({res['seconds']:.1f}s)")
+        else:
+            for job in jobs:
+                res = _train_job(job)
+                timings[res["name"]] = res["seconds"]
+                say(f"  {res['name']}: done ({res['seconds']:.1f}s)")
+
+    # 4. the quality table (cached too: it depends only on the models and eval_max_qa)
+    from dareu.quality import quality_table
+
+    stamps = sorted(read_json(p)["key"] for p in models.glob(f"*/{STAMP}"))
+    table_key = _key(stamps, cfg.eval_max_qa)
+    previous = read_json(out / "prepare.json") if (out / "prepare.json").is_file() else {}
+    if previous.get("key") == table_key:
+        table = previous
+    else:
+        table = quality_table(out, data, cfg)
+        table["key"] = table_key
+    table["seconds"] = {"total": time.time() - start, **timings}
+    write_json(out / "prepare.json", table)
+    return table

@@ -1,0 +1,43 @@
+"""Typed configs: YAML + key=value overrides, unknown keys named with their closest valid ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from dareu.config import load_config
+from dareu.errors import DareUError
+from dareu.prepare import PrepareConfig
+
+from .conftest import CONFIGS
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(PrepareConfig, None, ["world.n_authors=30", "finetune.learning_rate=1e-3",
+                                            "retain_splits=[forget10]", "model.family=llama"])
+    assert cfg.world.n_authors == 30 and isinstance(cfg.world.n_authors, int)
+    assert cfg.finetune.learning_rate == pytest.approx(1e-3)
+    assert cfg.retain_splits == ["forget10"]
+    assert cfg.model.family == "llama"
+
+
+def test_unknown_key_names_the_closest_valid_keys():
+    with pytest.raises(DareUError, match=r"unknown config key 'world.n_author'.*world.n_authors"):
+        load_config(PrepareConfig, None, ["world.n_author=3"])
+
+
+def test_wrong_type_and_bad_choice_are_errors():
+    with pytest.raises(DareUError, match="expects int"):
+        load_config(PrepareConfig, None, ["world.seed=abc"])
+    with pytest.raises(DareUError, match="must be one of"):
+        load_config(PrepareConfig, None, ["model.family=gpt9"])
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "prepare").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_prepare_configs_load(path):
+    load_config(PrepareConfig, path)
+
+
+def test_default_yaml_matches_the_dataclass_defaults():
+    from dareu.config import to_dict
+
+    assert to_dict(load_config(PrepareConfig, CONFIGS / "prepare" / "default.yaml")) == to_dict(PrepareConfig())
