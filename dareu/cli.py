@@ -27,7 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("dareu.commands.jobs", "submit any dareu command as a Ray job"),
     "status": ("dareu.commands.jobs", "status of a submitted Ray job"),
     "logs": ("dareu.commands.jobs", "logs of a submitted Ray job"),
-    "config": ("dareu.commands.show_config", "print a config class's keys, defaults and help"),
 }
 
 

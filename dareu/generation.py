@@ -28,9 +28,12 @@ def vllm_available() -> bool:
 @torch.no_grad()
 def hf_generate(model, tok, prompts: list[str], cfg: SamplingConfig, greedy: bool = True,
                 num_samples: int = 1, seed: int | None = None) -> list[str]:
-    """Left-padded batched generation; returns len(prompts) * num_samples completions, prompt-major."""
+    """Left-padded batched generation; returns len(prompts) * num_samples completions, prompt-major.
+    A `seed` makes sampling repeatable without touching the caller's random state."""
     if seed is not None:
-        torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return hf_generate(model, tok, prompts, cfg, greedy, num_samples, None)
     was_training = model.training
     model.eval()
     side = tok.padding_side

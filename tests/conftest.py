@@ -61,3 +61,13 @@ def tiny_data(tiny_world):
     from dareu.data import load_world
 
     return load_world(tiny_world)
+
+
+@pytest.fixture(scope="session")
+def tiny_attributor(tiny_world, tmp_path_factory) -> Path:
+    """A TF-IDF attributor of the tiny world's owners (the RL reward's scorer)."""
+    from dareu.cli import main
+
+    out = tmp_path_factory.mktemp("attributor") / "tfidf"
+    assert main(["train-attributor", "--world", str(tiny_world), "--kind", "tfidf", "--out", str(out)]) in (0, 1)
+    return out
