@@ -1,0 +1,122 @@
+"""UNDIAL (self-distillation with the true token's logit lowered) and RMU (representation misdirection)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from dareu.config import field
+from dareu.errors import DareUError
+from dareu.objectives.base import Objective, forward, need_reference, nll_metric, register
+from dareu.objectives.tokens import shift, token_logprobs, token_mean
+
+# ---- pure functions ---------------------------------------------------------------------------
+
+
+def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
+    """Cross-entropy to softmax(ref_logits − β·onehot(y_t)), averaged over answer tokens.
+
+    open-unlearning's `compute_undial_loss` averages over every position and, at masked positions,
+    indexes the one-hot with -100 (which wraps to a real token); we keep answer tokens only.
+    """
+    logits, labels = shift(logits, labels)
+    mask = labels != -100
+    onehot = F.one_hot(labels.masked_fill(~mask, 0), logits.shape[-1]).float()
+    target = (ref_logits[:, :-1].float() - beta * onehot).softmax(-1)
+    ce = -(target * logits.float().log_softmax(-1)).sum(-1)
+    return token_mean(ce, mask)
+
+
+def hidden_mse(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """mean_d (h − target)² per token, averaged over each sequence's masked tokens, then over the batch
+    (open-unlearning RMU `compute_activation_loss`)."""
+    per_token = (hidden.float() - target.float()).pow(2).mean(-1)
+    return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+
+
+def control_vector(dim: int, coeff: float, seed: int) -> torch.Tensor:
+    """RMU's fixed random direction: uniform [0,1)^d, normalised, times the steering coefficient."""
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.rand(dim, generator=gen)
+    return u / u.norm() * coeff
+
+
+# ---- objectives -------------------------------------------------------------------------------
+
+
+@register("undial")
+@dataclass
+class UNDIAL(Objective):
+    """UNDIAL: distil from the frozen reference with the true token's logit lowered by β."""
+
+    beta: float = field(10.0, help="β: how far the true token's teacher logit is lowered.")
+    uses_reference = True
+
+    def check(self):
+        super().check()
+        if self.beta < 0:
+            raise DareUError(f"undial: beta must be >= 0, got {self.beta}")
+
+    def forget_loss(self, model, batch, ref=None):
+        ref = need_reference(ref, self.name)
+        logits = forward(model, batch).logits
+        with torch.no_grad():
+            ref_logits = ref(batch).logits
+        logp, mask = token_logprobs(logits.detach(), batch["labels"])
+        return undial_loss(logits, ref_logits, batch["labels"], self.beta), {"forget_nll": nll_metric(logp, mask)}
+
+
+@register("rmu")
+@dataclass
+class RMU(Objective):
+    """RMU: push the forget answers' hidden states at one block towards a fixed random vector; keep the
+    retain answers' hidden states where the reference puts them."""
+
+    layer: int = field(-1, help="Decoder block (0-based) whose output is steered; open-unlearning uses "
+                                "model.layers.7 of 7B models. -1 = the middle block, (n_layers − 1) // 2.")
+    steering_coeff: float = field(20.0, help="Norm of the random control vector c·u.")
+    seed: int = field(0, help="Seed of the random control direction u (fixed for the run, so resume agrees).")
+    alpha: float = field(1.0, help="α: coefficient of the retain term.")
+    retain_kind: Literal["hidden", "nll", "kl"] = field(
+        "hidden", help="Retain term: hidden (MSE to the reference's hidden states, open-unlearning's EMBED_DIFF), "
+                       "nll or kl.")
+
+    def check(self):
+        if self.retain_kind not in ("hidden", "nll", "kl"):
+            raise DareUError(f"rmu: retain_kind must be hidden, nll or kl, got {self.retain_kind!r}")
+        if not self.steering_coeff > 0:
+            raise DareUError(f"rmu: steering_coeff must be > 0, got {self.steering_coeff}")
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.needs_retain and self.retain_kind in ("hidden", "kl")
+
+    def _index(self, n_states: int) -> int:
+        n_layers = n_states - 1  # hidden_states[0] is the embeddings, [i] the output of block i-1
+        block = (n_layers - 1) // 2 if self.layer < 0 else self.layer
+        if not 0 <= block < n_layers:
+            raise DareUError(f"rmu: layer {self.layer} does not exist; the model has {n_layers} blocks")
+        return block + 1
+
+    def forget_loss(self, model, batch, ref=None):
+        outputs = forward(model, batch, hidden_states=True)
+        hidden = outputs.hidden_states[self._index(len(outputs.hidden_states))]
+        control = control_vector(hidden.shape[-1], self.steering_coeff, self.seed).to(hidden.device)
+        mask = batch["labels"] != -100  # hidden states *of* the answer tokens (no shift), as open-unlearning
+        logp, lmask = token_logprobs(outputs.logits.detach(), batch["labels"])
+        return hidden_mse(hidden, control.expand_as(hidden), mask), {"forget_nll": nll_metric(logp, lmask)}
+
+    def retain_term(self, model, batch, ref=None):
+        if self.retain_kind != "hidden":
+            return super().retain_term(model, batch, ref)
+        ref = need_reference(ref, "rmu (retain_kind=hidden)")
+        outputs = forward(model, batch, hidden_states=True)
+        index = self._index(len(outputs.hidden_states))
+        with torch.no_grad():
+            ref_hidden = ref(batch, hidden_states=True).hidden_states[index]
+        logp, lmask = token_logprobs(outputs.logits.detach(), batch["labels"])
+        loss = hidden_mse(outputs.hidden_states[index], ref_hidden, batch["labels"] != -100)
+        return loss, {"retain_nll": nll_metric(logp, lmask)}

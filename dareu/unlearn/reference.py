@@ -1,0 +1,52 @@
+"""The reference model both trainers use: a frozen copy, or under LoRA the same model with adapters off."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from dareu.objectives.base import Batch, forward
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+class RefModel:
+    """Outputs of the reference policy for a batch, never with gradient.
+
+    `RefModel(module)` calls `module` as it is (a frozen copy); `RefModel(peft_model, adapters_off=True)`
+    calls the trained model inside `disable_adapter()`, i.e. the base weights, so LoRA runs hold one copy.
+    """
+
+    def __init__(self, module, adapters_off: bool = False):
+        self.module = module
+        self.adapters_off = adapters_off
+
+    @contextlib.contextmanager
+    def _active(self):
+        if not self.adapters_off:
+            yield
+            return
+        was_training = self.module.training
+        self.module.eval()  # no dropout in reference outputs
+        try:
+            with self.module.disable_adapter():
+                yield
+        finally:
+            self.module.train(was_training)
+
+    def __call__(self, batch: Batch, hidden_states: bool = False):
+        with torch.no_grad(), self._active():
+            return forward(self.module, batch, hidden_states)
+
+
+def make_reference(model) -> RefModel:
+    """The reference for `model` as it is now: adapters disabled under peft, else a frozen deep copy."""
+    if is_peft(model):
+        return RefModel(model, adapters_off=True)
+    frozen = copy.deepcopy(model).eval()
+    frozen.requires_grad_(False)
+    return RefModel(frozen)
