@@ -1,0 +1,199 @@
+"""`dareu unlearn --method dareu`: the launcher. Reads top to bottom:
+
+1. resolve the config and check every input (one clear line each, before Ray starts)
+2. claim the run folder (or resume it), compute the retain model's reference logs (cached)
+3. start Ray: join a cluster (ray_address / RAY_ADDRESS, e.g. under `dareu submit`) or an embedded local one;
+   check the cluster holds what the placement asks for (rl/placement.py), then reserve its groups
+4. start the attribution scorer (and rollout workers, when placement.rollout.count > 0) as restartable
+   actors pinned to their bundles (by default the scorer takes 0 CPUs: it must not starve the learner)
+5. run the learner in Ray Train (one worker; rollouts inside it by default: TRL's HF generate, or vLLM
+   colocated on GPU; with rollout workers, PPO samples through them and pushes weights after each update)
+6. evaluate the final model, plot the curves, mark the run done (a crash leaves status "failed")
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+from dareu.errors import DareUError
+from rl.config import DareUConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "methods" / "dareu.yaml"
+
+
+def load_dareu_config(args: argparse.Namespace) -> DareUConfig:
+    from dareu.config import load_config
+
+    flags = [f"learner={args.learner}"] if getattr(args, "learner", None) else []
+    if getattr(args, "max_steps", None):
+        flags.append(f"max_steps={args.max_steps}")
+    if getattr(args, "lora", False):
+        flags.append("lora=true")
+    path = getattr(args, "config", None) or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    return load_config(DareUConfig, path, list(getattr(args, "overrides", None) or []) + flags)
+
+
+def preflight(cfg: DareUConfig, world: str, split: str, model: str, attributor: str | None) -> dict:
+    """Every input check that needs no Ray and no training. Returns what the run needs."""
+    from attribution.attributor import read_info
+
+    from dareu.data import check_forget_split, get_split, load_world
+    from dareu.modeling import check_model_path, resolve_model_dir
+    from rl.placement import check_config
+
+    check_config(cfg)  # what the placement section asks for (resources are checked once Ray is up)
+    retain_split = check_forget_split(split)
+    if cfg.learner in ("grpo", "rloo") and cfg.num_generations < 2:
+        raise DareUError(f"num_generations={cfg.num_generations}: {cfg.learner} compares samples within a group; use >= 2")
+    if cfg.batch_size % cfg.num_generations:
+        raise DareUError(f"batch_size={cfg.batch_size} is not divisible by num_generations={cfg.num_generations}; "
+                         f"use a multiple, e.g. batch_size={cfg.num_generations * max(1, cfg.batch_size // cfg.num_generations)}")
+    data = load_world(world)
+    rows = get_split(data, split)
+    if not any(str(q).strip() for q in rows["question"]):
+        raise DareUError(f"forget split {split!r} of {world} holds no prompts; nothing to unlearn")
+    if cfg.aux.retain != "none" and len(get_split(data, retain_split)) == 0:
+        raise DareUError(f"retain split {retain_split!r} is empty but aux.retain={cfg.aux.retain}; set aux.retain=none")
+    model_dir = resolve_model_dir(model)
+    check_model_path(model_dir)
+    if not attributor:
+        raise DareUError("--method dareu needs --attributor DIR (train one with `dareu train-attributor`)")
+    if not Path(attributor).exists():
+        raise DareUError(f"--attributor {attributor} does not exist; train one with `dareu train-attributor --out {attributor}`")
+    info = read_info(attributor)
+    classes = set(info["owners"]) - {"none"}
+    missing = sorted({r["owner"] for r in rows} - classes)
+    if missing:
+        raise DareUError(f"attributor {attributor} was trained on another benchmark: it has no class for "
+                         f"{len(missing)} owner(s) of {split} (e.g. {missing[0]!r}); train one on this world")
+    if cfg.aux.forget != "none":
+        from dareu.config import from_dict
+        from dareu.objectives import OBJECTIVES
+
+        from_dict(OBJECTIVES.get(cfg.aux.forget), cfg.aux.forget_params)  # unknown name or parameter fails here
+    return {"data": data, "model_dir": model_dir, "retain_split": retain_split}
+
+
+@contextlib.contextmanager
+def ray_session(address: str):
+    """Join a cluster when one is named (or RAY_ADDRESS is set, as under `ray job submit`), else start an
+    embedded local Ray on this machine; shut down only what we started."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")  # else Ray Train prints every line twice
+    quiet = ray.LoggingConfig(log_level="ERROR")  # Ray's own warnings (e.g. the state API without a dashboard)
+    if address:
+        ray.init(address=address, log_to_driver=True, logging_config=quiet)
+    else:
+        # address="local": always a fresh embedded instance, never whatever `ray start` left on this machine
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True,
+                 logging_config=quiet,
+                 object_store_memory=256 * 2**20, _temp_dir=os.environ.get("DAREU_RAY_TMPDIR") or None)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[str, float]) -> None:
+    """The learner as a Ray Train job: one worker with the placement's learner resources (by default
+    `learner_cpus` CPUs on a laptop, one GPU when the cluster has one)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from rl.train_loop import train_loop
+
+    use_gpu = resources.get("GPU", 0) > 0
+    trainer = TorchTrainer(train_loop, train_loop_config={**config, "threads": cfg.learner_cpus},
+                           scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu, resources_per_worker=resources),
+                           run_config=RunConfig(name="learner", storage_path=str((run_dir / "ray").resolve())))
+    trainer.fit()
+
+
+def run_unlearn(args: argparse.Namespace) -> int:
+    from dareu.config import save_config, to_dict
+    from dareu.evaluation import EvalConfig, cached_logs, run_eval
+    from dareu.runs import claim_out_dir, get_status, set_status, write_json
+    from rl.curves import plot_curves
+
+    # 1. config and inputs
+    cfg = load_dareu_config(args)
+    world, split = args.world, args.split
+    model = args.model or str(Path(world) / "models" / "target")
+    need = preflight(cfg, world, split, model, getattr(args, "attributor", None))
+    resume = bool(getattr(args, "resume", False))
+    out = Path(args.out)
+    if resume and out.exists() and get_status(out)["state"] == "done":
+        raise DareUError(f"run {out} is already done; nothing to resume (use another --out or --overwrite)")
+    # 2. run folder and references
+    out = claim_out_dir(out, getattr(args, "overwrite", False), resume=resume)
+    save_config(cfg, out / "config.yaml")
+    write_json(out / "run.json", {"method": "dareu", "world": str(world), "split": split, "model": model,
+                                  "attributor": args.attributor, "learner": cfg.learner})
+    set_status(out, "running")
+    start = time.time()
+    try:
+        ref_dir = str(Path(world) / "models" / f"retain-{split}")
+        retain_logs = cached_logs(ref_dir, need["data"], split, EvalConfig(), Path(world) / "eval" / f"retain-{split}") \
+            if Path(ref_dir).is_dir() else None
+        config = {"cfg": to_dict(cfg), "run_dir": str(out.resolve()), "world": str(Path(world).resolve()),
+                  "split": split, "model": str(Path(need["model_dir"]).resolve()) if Path(need["model_dir"]).exists()
+                  else need["model_dir"], "retain_logs": retain_logs, "templates": "idk"}
+        # 3-5. Ray, the scorer actor, the learner
+        with ray_session(cfg.ray_address):
+            import ray
+
+            from rl.placement import Placement
+            from rl.rollout import start_workers
+            from rl.scorer import ScorerActor
+
+            plan = Placement(cfg, ray.cluster_resources())
+            plan.check_cluster()  # a missing GPU or an impossible bundle is one line here, never a hang later
+            print(plan.describe(), flush=True)
+            plan.reserve()
+            try:
+                name = f"dareu-scorer-{os.getpid()}-{int(start)}"
+                scorer = plan.start("scorer", ScorerActor, str(Path(args.attributor).resolve()), name=name,
+                                    restarts=cfg.scorer_restarts)
+                workers = start_workers(plan, out, config["model"], cfg) if cfg.placement.rollout.count else []
+                # fail here, not mid-run, if an actor cannot start
+                ray.get([scorer.owners.remote()] + [w.info.remote() for w in workers])
+                run_learner(cfg, {**config, "scorer": name}, out, plan.learner)
+            finally:
+                plan.release()
+        # 6. final evaluation and curves
+        eval_dir = out / "eval"
+        shutil.rmtree(eval_dir, ignore_errors=True)
+        results = run_eval(str(out / "model"), world, split, eval_dir, args.attributor)
+        shutil.copy(eval_dir / "eval.json", out / "eval.json")
+        from dareu.runs import read_json
+
+        history = read_json(out / "trainer_log.json")
+        plot_curves(history, out / "curves.png")
+        summary = {k: results[k]["agg_value"] for k in ("forget_quality", "model_utility", "forget_attribution",
+                                                        "fact_leakage", "fact_leakage_sampled") if k in results}
+        best = read_json(out / "best.json") if (out / "best.json").exists() else None
+        write_json(out / "summary.json", {**summary, "best": best, "seconds": time.time() - start})
+        set_status(out, "done", seconds=time.time() - start, steps=cfg.max_steps)
+        print(f"done: {out} ({time.time() - start:.0f}s) " + " ".join(f"{k}={v:.3g}" for k, v in summary.items()
+                                                                       if v is not None))
+        if best:
+            print(f"best checkpoint above the utility floor: step {best['step']} "
+                  f"(forget_quality={best['forget_quality']:.3g}, model_utility={best['model_utility']:.3g}) in {out / 'best'}")
+        return 0
+    except DareUError:
+        set_status(out, "failed", reason=traceback.format_exc(limit=1).strip().splitlines()[-1])
+        raise
+    except BaseException as err:
+        set_status(out, "failed", reason=f"{type(err).__name__}: {str(err)[:300]}")
+        raise

@@ -1,0 +1,149 @@
+"""The learner's body: what runs inside the Ray Train worker (or in-process for debugging).
+
+Builds the policy, the reward (attribution scorer actor), the auxiliary terms and the learner; runs
+it with checkpoints and periodic evaluation; saves the final model and the log into the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from dareu.config import from_dict
+from dareu.runs import write_json
+from rl.config import DareUConfig
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete `checkpoint-N` folder (TRL/transformers naming), or None."""
+    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
+    return max(found)[1] if found else None
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name.split("-")[1])
+
+
+def forget_dataset(rows, tok):
+    """The RL prompts: forget questions in the chat format, with the question and owner for the reward."""
+    import datasets
+
+    from dareu.modeling import prompt_text
+
+    return datasets.Dataset.from_dict({"prompt": [prompt_text(tok, r["question"]) for r in rows],
+                                       "question": [r["question"] for r in rows],
+                                       "owner": [r["owner"] for r in rows]})
+
+
+def train_loop(config: dict) -> None:
+    """Entry point of the Ray Train worker. `config` holds plain values only (it is pickled)."""
+    from dareu.data import load_world
+    from dareu.evaluation import EvalConfig, evaluate_model
+    from dareu.modeling import load_model, load_tokenizer
+    from dareu.unlearn import RefModel, build_unlearn_data, make_reference
+    from rl.curves import CurveTracker
+    from rl.learners import LEARNERS, AttributionReward, AuxTerms
+    from rl.scorer import RemoteAttributor
+
+    cfg = from_dict(DareUConfig, config["cfg"])
+    run_dir = Path(config["run_dir"])
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or config.get("threads", 1)
+    torch.set_num_threads(max(1, threads))
+    torch.manual_seed(cfg.seed)
+
+    data = load_world(config["world"])
+    split = config["split"]
+    forget_rows = list(data[split])
+    tok = load_tokenizer(config["model"])
+    model = load_model(config["model"])
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    attributor = RemoteAttributor(config["scorer"])
+    forget_owners = sorted({r["owner"] for r in forget_rows})
+    reward = AttributionReward(attributor.score, attributor.owners, forget_owners, cfg)
+    unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"))
+    retain_logs = config.get("retain_logs")
+    eval_cfg = EvalConfig(fast=True)
+
+    def evaluate(m):
+        res = evaluate_model(m, tok, data, split, retain_logs=retain_logs, attributor=attributor, cfg=eval_cfg)
+        return {k: v["agg_value"] for k, v in res.items() if isinstance(v, dict) and "agg_value" in v}
+
+    tracker = CurveTracker(run_dir, evaluate, cfg.utility_floor, cfg.eval_every)
+    ckpt_dir = run_dir / "checkpoints"
+    resume = latest_checkpoint(ckpt_dir)
+    start = time.time()
+    if cfg.learner == "ppo":
+        from rl.ppo_loop import run_ppo
+
+        model, history = run_ppo(cfg, model, tok, forget_rows, reward, unlearn_data, tracker, ckpt_dir, resume,
+                                 peft_config)
+    else:
+        trainer = LEARNERS.get(cfg.learner)(cfg, model, tok, reward, forget_dataset(forget_rows, tok),
+                                            str(ckpt_dir), peft_config)
+        ref = RefModel(trainer.ref_model) if getattr(trainer, "ref_model", None) is not None \
+            else make_reference(trainer.model)
+        trainer.aux_terms = AuxTerms(cfg, unlearn_data, ref)
+        if resume is not None:
+            trainer.aux_terms.skip(checkpoint_step(resume))
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # one compact progress line per step instead of raw dicts
+        trainer.add_callback(_curve_callback(tracker, tok, trainer, cfg.max_steps))
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        model, history = trainer.model, trainer.state.log_history
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    final = run_dir / "model"
+    tmp = run_dir / ".tmp-model"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    write_json(run_dir / "trainer_log.json", history)
+    write_json(run_dir / "learner.json", {"seconds": time.time() - start, "resumed_from": resume.name if resume else None,
+                                           "steps": max([e.get("step", 0) for e in history] + [0])})
+
+
+def _curve_callback(tracker, tok, trainer, max_steps: int):
+    from transformers import TrainerCallback
+
+    class Curves(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if state.global_step == 0 and tracker.eval_every:
+                trainer.log({**tracker.evaluate_now(trainer.model, tok, 0)})
+
+        def on_step_end(self, args, state, control, **kw):
+            step = state.global_step
+            if tracker.due(step, last=step >= max_steps):
+                trainer.log(tracker.evaluate_now(trainer.model, tok, step))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs:
+                tracker.log(state.global_step, logs)
+                print(progress_line(state.global_step, max_steps, logs), flush=True)
+
+    return Curves()
+
+
+PROGRESS_KEYS = [("reward", "reward"), ("attribution_sampled", "attribution"), ("kl", "kl"),
+                 ("aux/forget_loss", "forget"), ("aux/retain_loss", "retain"), ("score", "score"),
+                 ("eval/forget_quality", "FQ"), ("eval/model_utility", "MU"), ("eval/fact_leakage", "leak"),
+                 ("eval/forget_attribution", "attr")]
+
+
+def progress_line(step: int, max_steps: int, logs: dict) -> str:
+    parts = [f"{short} {logs[key]:.3g}" for key, short in PROGRESS_KEYS
+             if isinstance(logs.get(key), (int, float))]
+    return f"[dareu] step {step}/{max_steps}  " + "  ".join(parts)

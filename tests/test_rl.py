@@ -1,0 +1,193 @@
+"""RL de-attribution on the tiny world: each learner lowers attribution, auxiliary terms reach the
+gradient, a killed run resumes to the planned step count, and bad input stops before Ray starts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dareu.errors import DareUError
+from dareu.runs import read_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(**overrides):
+    from dareu.config import load_config
+    from rl.config import DareUConfig
+
+    base = ["max_steps=8", "learning_rate=2e-3", "batch_size=8", "num_generations=4", "temperature=1.5",
+            "max_completion_length=16", "eval_every=0", "save_steps=1000", "aux.batch_size=4"]
+    return load_config(DareUConfig, REPO / "configs" / "methods" / "dareu.yaml",
+                       base + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def _sampled_attribution(model, tok, rows, attributor, seed=0) -> float:
+    from dareu.generation import SamplingConfig, hf_generate
+    from dareu.modeling import prompt_text
+
+    prompts = [prompt_text(tok, r["question"]) for r in rows]
+    outs = hf_generate(model, tok, prompts, SamplingConfig(max_new_tokens=16, temperature=1.0), greedy=False,
+                       num_samples=4, seed=seed)
+    questions = [r["question"] for r in rows for _ in range(4)]
+    owners = [r["owner"] for r in rows for _ in range(4)]
+    return float(attributor.owner_probability(questions, outs, owners).mean())
+
+
+def _learner_run(learner: str, tiny_world, tiny_data, tiny_attributor, tmp_path, **overrides):
+    """Train `learner` in-process against the real attributor; returns (model, tok, attributor)."""
+    from attribution import load_attributor
+
+    from dareu.modeling import load_model, load_tokenizer
+    from dareu.unlearn import RefModel, build_unlearn_data, make_reference
+    from rl.learners import LEARNERS, AttributionReward, AuxTerms
+    from rl.train_loop import forget_dataset
+
+    cfg = _cfg(learner=learner, **overrides)
+    att = load_attributor(tiny_attributor)
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    model = load_model(str(tiny_world / "models" / "target"), dtype=torch.float32)
+    rows = list(tiny_data["forget10"])
+    reward = AttributionReward(att.score, att.owners, sorted({r["owner"] for r in rows}), cfg)
+    unlearn_data = build_unlearn_data(tiny_data, tok, "forget10", templates="idk")
+    if learner == "ppo":
+        from rl.curves import CurveTracker
+        from rl.ppo_loop import run_ppo
+
+        tracker = CurveTracker(tmp_path, lambda m: {}, 0.95, 0)
+        model, _ = run_ppo(cfg, model, tok, rows, reward, unlearn_data, tracker, tmp_path / "ck", None)
+    else:
+        trainer = LEARNERS.get(learner)(cfg, model, tok, reward, forget_dataset(rows, tok), str(tmp_path / "ck"))
+        ref = RefModel(trainer.ref_model) if getattr(trainer, "ref_model", None) is not None \
+            else make_reference(trainer.model)
+        trainer.aux_terms = AuxTerms(cfg, unlearn_data, ref)
+        trainer.train()
+        model = trainer.model
+    return model, tok, att
+
+
+@pytest.mark.parametrize("learner", ["grpo", "rloo", "ppo"])
+def test_each_learner_lowers_forget_attribution(learner, tiny_world, tiny_data, tiny_attributor, tmp_path):
+    from attribution import load_attributor
+
+    from dareu.modeling import load_model, load_tokenizer
+
+    rows = list(tiny_data["forget10"])
+    att = load_attributor(tiny_attributor)
+    target = load_model(str(tiny_world / "models" / "target"), dtype=torch.float32)
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    before = _sampled_attribution(target, tok, rows, att)
+    # the reward alone (no auxiliary terms): the decrease is the RL part's doing
+    model, tok, att = _learner_run(learner, tiny_world, tiny_data, tiny_attributor, tmp_path, max_steps=12,
+                                   **{"aux.forget": "none", "aux.retain": "none"})
+    after = _sampled_attribution(model, tok, rows, att)
+    assert after < before - 0.1, (before, after)
+
+
+def test_auxiliary_flat_term_moves_parameters_when_the_rl_advantage_is_zero(tiny_world, tiny_data, tmp_path):
+    """A constant reward gives every completion the same advantage (0): the GRPO loss has no gradient,
+    so any parameter change comes from the auxiliary term."""
+    from dareu.modeling import load_model, load_tokenizer
+    from dareu.unlearn import build_unlearn_data, make_reference
+    from rl.learners import LEARNERS, AuxTerms
+    from rl.train_loop import forget_dataset
+
+    def constant_reward(prompts, completions, **_):
+        return [1.0] * len(completions)
+
+    constant_reward.__name__ = "constant"
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    rows = list(tiny_data["forget10"])
+
+    def moved(aux_forget: str) -> float:
+        cfg = _cfg(max_steps=2, beta=0.0, **{"aux.forget": aux_forget, "aux.retain": "none"})
+        cfg.aux.forget_params = {}  # FLAT's defaults (TV divergence, idk templates)
+        model = load_model(str(tiny_world / "models" / "target"), dtype=torch.float32)
+        before = [p.detach().clone() for p in model.parameters()]
+        trainer = LEARNERS.get("grpo")(cfg, model, tok, constant_reward, forget_dataset(rows, tok), str(tmp_path / aux_forget))
+        if aux_forget != "none":
+            trainer.aux_terms = AuxTerms(cfg, build_unlearn_data(tiny_data, tok, "forget10", templates="idk"),
+                                         make_reference(trainer.model))
+        trainer.train()
+        assert all(e.get("frac_reward_zero_std", 1.0) == 1.0 for e in trainer.state.log_history if "reward" in e)
+        return sum((a - b).abs().sum().item() for a, b in zip(trainer.model.parameters(), before))
+
+    assert moved("none") == 0.0
+    assert moved("flat") > 0.0
+
+
+def _unlearn_args(tiny_world, tiny_attributor, out, **kw):
+    ns = dict(world=str(tiny_world), split="forget10", model=None, attributor=str(tiny_attributor), out=str(out),
+              overwrite=False, resume=False, config=None, learner=None, max_steps=None, lora=False, overrides=[])
+    ns.update(kw)
+    return argparse.Namespace(**ns)
+
+
+def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path):
+    import ray
+
+    from rl.launch import run_unlearn
+
+    assert not ray.is_initialized()
+    with pytest.raises(DareUError, match="not divisible by num_generations"):
+        run_unlearn(_unlearn_args(tiny_world, tiny_attributor, tmp_path / "a", overrides=["batch_size=10",
+                                                                                          "num_generations=4"]))
+    # an attributor whose classes are another world's owners
+    other = tmp_path / "other-att"
+    import shutil
+
+    shutil.copytree(tiny_attributor, other)
+    info = read_json(other / "attributor.json")
+    info["owners"] = [f"Someone {i}" for i in range(len(info["owners"]) - 1)] + ["none"]
+    (other / "attributor.json").write_text(__import__("json").dumps(info))
+    with pytest.raises(DareUError, match="trained on another benchmark"):
+        run_unlearn(_unlearn_args(tiny_world, other, tmp_path / "b"))
+    # a forget split with no prompts
+    empty = tmp_path / "empty-world"
+    from dareu.data import load_world
+
+    data = load_world(tiny_world)
+    data["forget10"] = data["forget10"].map(lambda r: {"question": " "})
+    data.save_to_disk(str(empty / "data"))
+    with pytest.raises(DareUError, match="holds no prompts"):
+        run_unlearn(_unlearn_args(empty, tiny_attributor, tmp_path / "c", model=str(tiny_world / "models" / "target")))
+    assert not ray.is_initialized()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, tiny_attributor, tmp_path):
+    out = tmp_path / "run"
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="dr", dir="/tmp")  # short: Ray puts unix sockets under it
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "DAREU_RAY_TMPDIR": ray_tmp}
+    cmd = [sys.executable, "-m", "dareu.cli", "unlearn", "--world", str(tiny_world), "--method", "dareu",
+           "--attributor", str(tiny_attributor), "--out", str(out), "max_steps=6", "save_steps=2", "eval_every=0",
+           "batch_size=8", "num_generations=4", "max_completion_length=12", "aux.batch_size=4"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (out / "checkpoints" / "checkpoint-2").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert (out / "checkpoints" / "checkpoint-2").is_dir(), "no checkpoint before the kill"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_json(out / "status.json")["state"] == "running"  # a crash is never mistaken for success
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_json(out / "status.json")["state"] == "done"
+    log = read_json(out / "trainer_log.json")
+    steps = [e["step"] for e in log if "reward" in e]
+    assert steps == list(range(1, 7))  # every step once: none lost, none repeated
+    assert read_json(out / "learner.json")["resumed_from"].startswith("checkpoint-")
+    import shutil
+
+    shutil.rmtree(ray_tmp, ignore_errors=True)
