@@ -1,0 +1,27 @@
+"""`dareu demo [--fast] [--out runs/demo]`: the whole pipeline on the embedded world."""
+
+from __future__ import annotations
+
+import argparse
+
+from dareu.commands.common import add_config_flags, config_epilog
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from dareu.demo import DemoConfig
+
+    p.add_argument("--out", default=None, help="demo folder (default: runs/demo, or runs/demo-fast with --fast)")
+    p.add_argument("--fast", action="store_true", help="the tiny world and short runs (about 3 minutes)")
+    add_config_flags(p)
+    p.epilog = config_epilog(DemoConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dareu.commands.common import console
+    from dareu.config import load_config
+    from dareu.demo import CONFIGS, DemoConfig, run_demo
+
+    path = args.config or CONFIGS / "demo" / ("fast.yaml" if args.fast else "default.yaml")
+    cfg = load_config(DemoConfig, path, args.overrides)
+    run_demo(cfg, args.out or ("runs/demo-fast" if args.fast else "runs/demo"), console=console())
+    return 0

@@ -1,0 +1,68 @@
+"""`dareu demo --fast` end to end, the comparison report, and the refusal to mix references."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from dareu.cli import main
+from dareu.compare import COLUMNS, check_same_reference, pareto_front
+from dareu.errors import DareUError
+from dareu.runs import read_json, write_json
+
+
+@pytest.fixture(scope="module")
+def fast_demo(tiny_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    out.mkdir()
+    # the fast demo's world is the tiny world: reuse the session's (prepare sees valid stamps)
+    shutil.copytree(tiny_world, out / "world", ignore=shutil.ignore_patterns("eval"))
+    assert main(["demo", "--fast", "--out", str(out)]) == 0
+    return out
+
+
+def test_fast_demo_reports_every_column_for_every_method(fast_demo):
+    report = read_json(fast_demo / "report.json")
+    methods = report["methods"]
+    assert "dareu" in methods and len(methods) >= 3
+    for name in [*methods, "target", "retain", "retain_seed2"]:
+        row = report["rows"][name]
+        missing = [c for c in COLUMNS if c != "wall_seconds" and row[c] is None]
+        assert not missing, (name, missing)
+    for m in methods:
+        assert report["rows"][m]["wall_seconds"] > 0
+    assert report["rows"]["retain"]["forget_quality"] == pytest.approx(1.0)
+    text = (fast_demo / "report.md").read_text()
+    assert all(f"| {m} |" in text for m in methods) and "**" in text
+    for png in ("pareto.png", "attribution.png"):
+        assert (fast_demo / png).stat().st_size > 10_000
+
+
+def test_demo_rerun_reuses_everything(fast_demo):
+    weights = fast_demo / "runs" / "dareu" / "model" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    start = time.time()
+    assert main(["demo", "--fast", "--out", str(fast_demo)]) == 0
+    assert weights.stat().st_mtime_ns == before
+    assert time.time() - start < 120  # generous on a loaded machine; the README states the measured figure
+
+
+def test_compare_refuses_runs_evaluated_against_another_retain_model(fast_demo, tmp_path):
+    run = tmp_path / "npo-elsewhere"
+    shutil.copytree(fast_demo / "runs" / "npo", run)
+    meta = read_json(run / "eval" / "eval_meta.json")
+    write_json(run / "eval" / "eval_meta.json", {**meta, "retain": "/somewhere/else/retain-forget10"})
+    with pytest.raises(DareUError, match="evaluated against retain model"):
+        from dareu.compare import compare
+
+        compare(str(fast_demo / "world"), "forget10", ["npo"], tmp_path / "cmp", runs={"npo": str(run)})
+    with pytest.raises(DareUError, match="evaluated on split 'forget05'"):
+        check_same_reference({**meta, "split": "forget05"}, "forget10", meta["retain"], "run x")
+
+
+def test_pareto_front_keeps_only_undominated_methods():
+    rows = {"a": {"forget_quality": 0.5, "model_utility": 0.5}, "b": {"forget_quality": 0.4, "model_utility": 0.4},
+            "c": {"forget_quality": 0.1, "model_utility": 0.9}}
+    assert pareto_front(rows, ["a", "b", "c"]) == ["a", "c"]
