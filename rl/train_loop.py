@@ -20,9 +20,12 @@ from rl.config import DareUConfig
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete `checkpoint-N` folder (TRL/transformers naming), or None."""
+    """The newest complete `checkpoint-N` folder (TRL/transformers naming), or None. TRL writes
+    trainer_state.json last (our PPO writes ppo_state.pt into an atomically renamed folder), so a
+    folder without either is a save that was killed half-way and is skipped."""
     found = [(int(m.group(1)), p) for p in folder.glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()
+             and ((p / "trainer_state.json").is_file() or (p / "ppo_state.pt").is_file())]
     return max(found)[1] if found else None
 
 
