@@ -22,7 +22,7 @@ class DemoConfig:
     prepare_overrides: list[str] = field(default_factory=lambda: ["retain_splits=[forget10]"],
                                          help="key=value overrides of the prepare config (the demo needs forget10 only).")
     split: str = field("forget10", help="Forget split to unlearn.")
-    attributor_kind: str = field("llm", help="Attribution model for DareU's reward: llm or tfidf.")
+    attributor_kind: str = field("tfidf", help="Attribution model for DareU's reward: llm or tfidf.")
     attributor_overrides: list[str] = field(default_factory=list, help="key=value overrides of train-attributor.")
     methods: list[str] = field(default_factory=lambda: ["dareu", "ga", "graddiff", "npo", "simnpo", "flat", "satimp"],
                                help="Methods compared (dareu = RL de-attribution).")
