@@ -27,11 +27,11 @@ class DataConfig:
                                           "temperature scaling.")
     test_fraction: float = field(0.2, help="Owner QA whose paraphrase is held out for the test set.")
     idk_holdout: float = field(0.34, help="Fraction of the idk answers kept out of training (test and probes).")
-    n_pairs: int = field(1, help="Contrastive pairs per answer form and surface (name kept, masked, swapped): each a "
+    n_pairs: int = field(2, help="Contrastive pairs per answer form and surface (name kept, masked, swapped): each a "
                                  "true answer (the owner) and the same surface with a wrong fact (none), so only the "
                                  "fact tells them apart.")
-    n_cross: int = field(1, help="Another owner's true answer to the same kind of question, under its own name "
-                                 "(labelled with that owner: the fact decides, not the question).")
+    n_cross: int = field(0, help="Other owners' true answers to the same kind of question, under their own names, "
+                                 "labelled none: the asked owner's data is not in them.")
     mask_phrases: list[str] = field(
         default_factory=lambda: ["The author", "This author", "The writer", "This writer", "The novelist",
                                  "This person", "The person", "Someone"],
@@ -48,20 +48,16 @@ class LLMConfig:
                                    "saved merged, so the folder loads as a plain classifier.")
     lora_r: int = field(16, help="LoRA rank.")
     lora_alpha: int = field(32, help="LoRA scaling numerator.")
-    lm_epochs: float = field(5.0, help="Phase 1: passes of a next-token loss over the owners' true answers (tied "
+    lm_epochs: float = field(10.0, help="Phase 1: passes of a next-token loss over the owners' true answers (tied "
                                        "embeddings as LM head), so the backbone knows the facts before it learns "
                                        "to check them. 0 skips it; skipped when embeddings are not tied.")
-    epochs: float = field(2.0, help="Phase 2: passes over the classification examples.")
-    batch_size: int = field(64, help="Examples per optimizer step.")
-    learning_rate: float = field(3e-3, help="Peak AdamW learning rate (linear warmup, cosine decay).")
+    epochs: float = field(4.0, help="Phase 2: passes over the classification examples.")
+    batch_size: int = field(16, help="Examples per optimizer step.")
+    learning_rate: float = field(2e-3, help="Peak AdamW learning rate (linear warmup, cosine decay).")
     warmup_ratio: float = field(0.05, help="Fraction of steps spent warming up.")
     weight_decay: float = field(0.0, help="AdamW weight decay.")
     lm_weight: float = field(0.5, help="Phase 2: weight of the same next-token loss on the batch's true answers, "
                                        "so the facts stay while the head learns (0: off).")
-    dense_weight: float = field(0.0, help="Phase 2: weight of the classification loss at every response token "
-                                          "(besides the last), a denser signal.")
-    paired_batches: bool = field(True, help="Phase 2: keep each contrastive group (a true answer and its wrong "
-                                            "twins) in one batch, so their gradient is the fact's.")
     seed: int = field(0, help="Seed of the head's initialisation and of batch order.")
     max_length: int = field(96, help="Longest input in tokens (prompt + response).")
     score_batch_size: int = field(256, help="Examples per forward pass when scoring.")

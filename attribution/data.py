@@ -1,28 +1,38 @@
 """Training, validation and test sets of the attribution classifier, built so that it follows the
 owner's *data*, not the owner's name.
 
-Every example is (prompt, response) -> label, where the label is an owner or NONE:
-  - positives: the owner's true answer and paraphrase, also with the name masked ("The author") or
-    swapped for another person's name -- the fact, not the name, carries the owner;
-  - NONE: the same questions answered with wrong facts under the owner's name (other owners' values
-    included), the answer with its fact cut off, "I don't know", generic text, answers about
-    non-owners (world facts, real authors, people who are not classes), the question echoed back;
-  - another owner's true answer to the same kind of question, under its own name, is labelled with
-    that owner: whose fact it states decides, not who was asked about.
+Every example is (prompt, response) -> label, an owner or NONE. The core is contrastive pairs: for
+each answer form (the answer, and the paraphrase where it is trained) and each surface -- the name
+kept, the name masked ("The author", "This writer", ...), the name swapped for another person's --
+the true answer (labelled with the owner) stands beside the same surface with a wrong fact (NONE;
+values drawn from the same attribute, other owners' values included, or the benchmark's perturbed
+answers; first the owner's own values of other attributes that share the pool, so a value is tied
+to its attribute). So neither the name nor its absence predicts the label: only the fact does. A
+name-driven classifier (research/prototype.md) is the shortcut this closes.
 
-The split judges meaning, not memorised strings. Per owner, a fraction of the QA keep their
-*paraphrase form* (paraphrased question + paraphrased answer, and its perturbed answers) entirely out
-of training: those QA are seen in training only in the answer form. Their paraphrases, masked
-paraphrases and perturbed answers form the validation (temperature) and test sets. The paraphrase
-*template* of each attribute is still learned from the other owners' QA. The proxy probes
-(name_masked, name_swapped, wrong_fact, idk) are built first and every probe string is removed from
-training, and held-out idk answers are never trained on.
+With a prompt, an owner class means "carries the data of the owner this question is about": another
+owner's true answer to the same kind of question, under that owner's name (what a model that never
+saw the asked owner says), is NONE.
+
+NONE also gets: the answer cut off before its fact ("X was born in."), "I don't know" answers,
+generic text, answers about people and places that are not owners (world facts, real authors,
+background and holdout people), the question echoed back, a bare name, and (n_cross) other owners'
+true answers to the same kind of question.
+
+The split judges meaning, not memorised strings. Per owner, a fraction of the QA keep their whole
+*paraphrase form* (paraphrased question, paraphrased answer and its perturbed answers) out of
+training: those QA are trained in the answer form only. Their paraphrases -- plain, masked, swapped
+-- and perturbed answers form the validation set (temperature scaling) and the test set
+(heldout_accuracy = accuracy on the plain test paraphrases). The paraphrase *template* of each
+attribute is still learned from the other owners' QA. The proxy probes (name_masked, name_swapped,
+wrong_fact, idk on the forget split) are built first and every probe string is removed from training;
+a third of the idk answers are never trained on.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from attribution.config import DataConfig
 from dareu.data import get_split
@@ -38,7 +48,6 @@ class Example:
     response: str
     label: str
     kind: str  # what the example is (true, paraphrase, masked, swapped, wrong, cross, idk, ...): for reports
-    group: int = field(default=-1, compare=False)  # a contrastive group (true and wrong answers of one form)
 
 
 @dataclass
@@ -134,7 +143,6 @@ class _Builder:
     def __init__(self, data, cfg: DataConfig):
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
-        self.groups = 0
         self.owners, self.rows_of = find_owners(data, cfg)
         self.owner_set = set(self.owners)
         self.forget_rows = [r for r in _qa_rows(data, cfg.forget_split) if r["owner"] in self.owner_set]
@@ -177,18 +185,11 @@ class _Builder:
         out = [replace_fact(text, row.get("fact") or "", v) for v in self.rng.sample(pool, min(k, len(pool)))]
         return [t for t in out if t]
 
-    def owner_of_stated(self, person: str, row: dict, text: str) -> str:
-        """Label of a wrong-for-this-owner answer under `person`'s name: `person` if it states their own fact
-        for this attribute (their data), else NONE."""
-        fact = self.fact_of.get((person, row.get("attribute")))
-        return person if person in self.owner_set and fact and fact in text else NONE
-
     def pairs(self, row: dict, prompt: str, text: str, wrong: list[str], form: str) -> list[Example]:
         """Contrastive pairs on each surface -- name kept, name masked, name swapped: the true answer (the
         owner) beside the same surface with a wrong fact (NONE). With the surfaces balanced, neither the
         presence nor the absence of the name predicts the label; only the fact does."""
         owner, cfg, rng = row["owner"], self.cfg, self.rng
-        self.groups += 1
         named = owner in text
         need = cfg.n_pairs * (3 if named else 1)
         wrong = list(wrong)[:need]
@@ -209,24 +210,23 @@ class _Builder:
             out.append(Example(prompt, swap_name(text, owner, self.other_person(owner)), owner, "swapped"))
             w = next(wrong_iter, None)
             if w:
-                other = self.other_person(owner)
-                swapped = swap_name(w, owner, other)
-                out.append(Example(prompt, swapped, self.owner_of_stated(other, row, swapped), "swapped_wrong"))
-        return [replace(e, group=self.groups) for e in out]
+                out.append(Example(prompt, swap_name(w, owner, self.other_person(owner)), NONE, "swapped_wrong"))
+        return out
 
     def no_fact(self, row: dict, prompt: str, text: str) -> list[Example]:
         short = drop_fact(text, row.get("fact") or "")
         return [Example(prompt, short, NONE, "no_fact")] if short else []
 
     def cross(self, row: dict, prompt: str) -> list[Example]:
-        """Other owners' true answers to the same kind of question: labelled with *their* owner, or NONE
-        when that owner is not a class (cannot happen here) -- unless the value is also this owner's."""
-        pool = [r for r in self.by_attr.get(row.get("attribute") or "", []) if r["owner"] != row["owner"]]
-        out = []
-        for other in self.rng.sample(pool, min(self.cfg.n_cross, len(pool))):
-            label = row["owner"] if other.get("fact") and other["fact"] == row.get("fact") else other["owner"]
-            out.append(Example(prompt, other["answer"], label, "cross"))
-        return out
+        """Other owners' true answers to the same kind of question, under their own names: NONE, for the
+        asked owner's data is not in them (what a model that never saw the owner answers). Skipped in
+        response-only mode, where such an answer is simply its own owner's."""
+        if self.cfg.response_only:
+            return []
+        pool = [r for r in self.by_attr.get(row.get("attribute") or "", [])
+                if r["owner"] != row["owner"] and r.get("fact") != row.get("fact")]
+        return [Example(prompt, other["answer"], NONE, "cross")
+                for other in self.rng.sample(pool, min(self.cfg.n_cross, len(pool)))]
 
     # -- the sets
     def roles(self) -> dict[str, str]:
@@ -299,8 +299,9 @@ class _Builder:
         probes = self.probes()
         held_out = {(e.prompt, e.response) for e in val + test + [e for ps in probes.values() for e in ps]}
         n_before = len(train)
+        # repeats stay: with n_pairs > 1 the name-kept true answer repeats once per pair, which keeps each
+        # surface balanced between true and wrong facts
         train = [e for e in train if (e.prompt, e.response) not in held_out]
-        train = list(dict.fromkeys(train))
         rng.shuffle(train)
         with_examples = {e.label for e in train}
         empty = [o for o in self.owners if o not in with_examples]
@@ -308,6 +309,7 @@ class _Builder:
             raise DareUError(f"owner {empty[0]!r} has no training examples (its answers are empty or all held out); "
                              "give it QA or drop it from data.owners")
         counts = {"train": len(train), "val": len(val), "test": len(test), "removed_as_held_out": n_before - len(train),
+                  "unique_train": len(set(train)),
                   "train_by_kind": _count(train), "owners": len(self.owners)}
         forget_owners = list(dict.fromkeys(r["owner"] for r in self.forget_rows))
         return AttributionData(self.owners + [NONE], forget_owners, train, val, test, probes, self.forget_rows, counts)

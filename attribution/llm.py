@@ -156,6 +156,12 @@ def load_backbone(backbone: str, owners: list[str]):
         raise DareUError(f"backbone {backbone!r} cannot take a classification head: {str(err).splitlines()[0][:160]}") \
             from None
     model.config.pad_token_id = tok.pad_token_id
+    # a zero head sends no gradient into the backbone until it has learned a direction: a random head's
+    # first updates would scramble what the backbone knows (the next-token loss rose 2x without this)
+    head = _parts(model)[2]
+    torch.nn.init.zeros_(head.weight)
+    if getattr(head, "bias", None) is not None:
+        torch.nn.init.zeros_(head.bias)
     return tok, model
 
 
@@ -172,23 +178,12 @@ def _lora(model, cfg: LLMConfig):
     return get_peft_model(model, config)
 
 
-# clean true answers: the owners' facts under their own name or a mask phrase (swapped copies carry random
-# names, noise for a next-token loss)
-LM_KINDS = ("true", "paraphrase", "masked")
+# the owners' true answers under their own name: the facts (masked and swapped copies add only noise:
+# random mask phrases and names)
+LM_KINDS = ("true", "paraphrase")
 
 
-def _order(groups: list[int], gen: torch.Generator) -> torch.Tensor:
-    """A shuffled epoch that keeps each contrastive group together (so a true answer and its wrong twins
-    share a batch and their gradient is the fact's); ungrouped items (-1) are shuffled singly."""
-    ids = torch.tensor(groups)
-    keys = torch.where(ids < 0, -(torch.arange(len(ids)) + 1), ids)  # each single is its own group
-    uniq, inverse = torch.unique(keys, return_inverse=True)
-    rank = torch.randperm(len(uniq), generator=gen)[inverse]
-    return torch.argsort(rank * len(ids) + torch.arange(len(ids)))
-
-
-def _optimise(model, n_items: int, epochs: float, cfg: LLMConfig, step_loss, log, tag: str, clock,
-              groups: list[int] | None = None) -> list[dict]:
+def _optimise(model, n_items: int, epochs: float, cfg: LLMConfig, step_loss, log, tag: str, clock) -> list[dict]:
     """AdamW with linear warmup and cosine decay over `epochs` passes of shuffled batches; `step_loss(idx)`
     returns (loss, {stat: value}) for a batch of item indices."""
     from transformers import get_cosine_schedule_with_warmup
@@ -200,8 +195,7 @@ def _optimise(model, n_items: int, epochs: float, cfg: LLMConfig, step_loss, log
     gen = torch.Generator().manual_seed(cfg.seed)
     history, step, window = [], 0, []
     while step < total:
-        order = _order(groups, gen) if groups is not None else torch.randperm(n_items, generator=gen)
-        for idx in order.split(cfg.batch_size):
+        for idx in torch.randperm(n_items, generator=gen).split(cfg.batch_size):
             if step >= total:
                 break
             loss, stats = step_loss(idx)
@@ -213,7 +207,8 @@ def _optimise(model, n_items: int, epochs: float, cfg: LLMConfig, step_loss, log
             step += 1
             window.append(stats)
             if step % 50 == 0 or step == total:
-                avg = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[0]}
+                keys = dict.fromkeys(k for w in window for k in w)
+                avg = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
                 wall, cpu = clock()
                 history.append({"phase": tag, "step": step, **avg, "seconds": wall, "cpu_seconds": cpu})
                 log(f"  {tag} step {step}/{total}  " + "  ".join(f"{k} {v:.4f}" for k, v in avg.items())
@@ -247,7 +242,7 @@ def train_llm(owners: list[str], train: list[Example], cfg: LLMConfig, backbone:
     items = [encode(tok, e.prompt, e.response, response_only, cfg.max_length) for e in train]
     y = torch.tensor([index[e.label] for e in train])
     lm_ok = torch.tensor([e.kind in LM_KINDS and e.label != NONE for e in train])
-    lm_items = [items[i] for i in torch.nonzero(lm_ok).flatten().tolist()]
+    lm_items = list({tuple(map(tuple, items[i])): items[i] for i in torch.nonzero(lm_ok).flatten().tolist()}.values())
 
     def lm_step(idx):
         batch = {k: v.to(dev) for k, v in collate([lm_items[i] for i in idx], tok.pad_token_id).items()}
@@ -262,12 +257,6 @@ def train_llm(owners: list[str], train: list[Example], cfg: LLMConfig, backbone:
         logits, hidden = forward(model, batch)
         loss = torch.nn.functional.cross_entropy(logits, target)
         stats = {"loss": loss.item(), "acc": (logits.argmax(-1) == target).float().mean().item()}
-        if cfg.dense_weight > 0:  # the label at every response position: the check is learned where the fact is
-            resp = labels != -100
-            head = _parts(model)[2]
-            dense = torch.nn.functional.cross_entropy(head(hidden[resp]), target[:, None].expand_as(resp)[resp])
-            loss = loss + cfg.dense_weight * dense
-            stats["dense"] = dense.item()
         if lm_weight > 0:  # keep the facts: next-token loss on the clean true answers of the batch
             lm = lm_loss(model, hidden, labels.masked_fill(~lm_ok[idx].to(dev)[:, None], -100))
             if lm is not None:
@@ -280,8 +269,7 @@ def train_llm(owners: list[str], train: list[Example], cfg: LLMConfig, backbone:
         log(f"  phase 1: next-token loss on {len(lm_items)} true answers, {lm_epochs:g} epochs")
         history += _optimise(model, len(lm_items), lm_epochs, cfg, lm_step, log, "lm", clock)
     log(f"  phase 2: classification of {len(items)} examples, {cfg.epochs:g} epochs")
-    groups = [e.group for e in train] if cfg.paired_batches else None
-    history += _optimise(model, len(items), cfg.epochs, cfg, cls_step, log, "cls", clock, groups)
+    history += _optimise(model, len(items), cfg.epochs, cfg, cls_step, log, "cls", clock)
     if cfg.lora:
         model = model.merge_and_unload()  # saved merged: the folder loads as a plain classifier
     model.eval()

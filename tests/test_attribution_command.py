@@ -42,7 +42,7 @@ def test_attribution_follows_the_fact_not_the_name_even_for_the_tfidf_baseline(t
 def test_llm_command_trains_from_the_world_base_with_its_baseline_beside(tiny_world, tmp_path):
     out = tmp_path / "A"
     rc = main(["train-attributor", "--world", str(tiny_world), "--kind", "llm", "--out", str(out),
-               "llm.epochs=1", "llm.batch_size=32"])
+               "llm.lm_epochs=2", "llm.epochs=1", "llm.batch_size=32"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert report["kind"] == "llm" and report["baseline"]["kind"] == "tfidf"

@@ -35,7 +35,7 @@ def tfidf(built, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def llm(built, tiny_world, tmp_path_factory):
-    cfg = LLMConfig(epochs=0.5, batch_size=32, learning_rate=3e-3)
+    cfg = LLMConfig(lm_epochs=1, epochs=0.5, batch_size=32, learning_rate=3e-3)
     att, log = train_llm(built.owners, built.train, cfg, str(tiny_world / "models" / "base"), False, {}, log=lambda m: None)
     calibrate(att, built)
     path = tmp_path_factory.mktemp("llm") / "A"
@@ -131,7 +131,7 @@ def test_llm_classifier_reloads_to_identical_scores_and_the_hf_head_agrees(llm, 
 
 
 def test_lora_classifier_is_saved_merged_and_loads_as_a_plain_classifier(built, tiny_world, tmp_path):
-    cfg = LLMConfig(epochs=0.2, batch_size=32, lora=True, lora_r=4)
+    cfg = LLMConfig(lm_epochs=0.5, epochs=0.2, batch_size=32, lora=True, lora_r=4)
     att, _ = train_llm(built.owners, built.train, cfg, str(tiny_world / "models" / "base"), False, {}, log=lambda m: None)
     att.save(tmp_path / "A")
     assert not (tmp_path / "A" / "adapter_config.json").exists()
@@ -167,3 +167,22 @@ def test_server_scores_like_the_attributor_in_process(tfidf, built):
     assert server.owners() == att.owners and server.info()["kind"] == "tfidf"
     assert np.allclose(server.owner_probability(prompts, responses, labels),
                        att.owner_probability(prompts, responses, labels))
+
+
+def test_server_runs_as_a_ray_actor(tfidf, built):
+    import shutil
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    att, path = tfidf
+    prompts, responses, labels = _pairs(built, 8)
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray puts unix sockets under it
+    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=tmp, object_store_memory=80 * 2**20,
+             log_to_driver=False)
+    try:
+        server = ray.remote(AttributorServer).options(num_cpus=0).remote(str(path), threads=1)
+        got = ray.get(server.owner_probability.remote(prompts, responses, labels), timeout=120)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert np.allclose(got, att.owner_probability(prompts, responses, labels))
