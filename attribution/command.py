@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", default=None, help="'tofu' or a DatasetDict folder to train on instead of the "
                                                      "world's data")
     p.add_argument("--kind", choices=("llm", "tfidf"), default=None, help="attributor kind (default: the config's, llm)")
-    p.add_argument("--backbone", default=None, help="causal LM folder or HF id for kind=llm (default: W/models/base)")
+    p.add_argument("--backbone", default=None, help="causal LM folder or HF id for kind=llm (default: W/models/target)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of every weight")
     p.add_argument("--out", required=True, help="attributor folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

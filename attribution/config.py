@@ -30,7 +30,7 @@ class DataConfig:
     n_pairs: int = field(2, help="Contrastive pairs per answer form and surface (name kept, masked, swapped): each a "
                                  "true answer (the owner) and the same surface with a wrong fact (none), so only the "
                                  "fact tells them apart.")
-    n_cross: int = field(0, help="Other owners' true answers to the same kind of question, under their own names, "
+    n_cross: int = field(1, help="Other owners' true answers to the same kind of question, under their own names, "
                                  "labelled none: the asked owner's data is not in them.")
     mask_phrases: list[str] = field(
         default_factory=lambda: ["The author", "This author", "The writer", "This writer", "The novelist",
@@ -43,7 +43,8 @@ class DataConfig:
 
 @dataclass
 class LLMConfig:
-    backbone: str = field("", help="Causal LM to start from: a folder or an HF id (empty: the world's models/base).")
+    backbone: str = field("", help="Causal LM to start from: a folder or an HF id (empty: the world's models/target, the "
+                                    "model that learned the owners' data).")
     lora: bool = field(False, help="Train LoRA adapters (peft) plus the head instead of every weight; "
                                    "saved merged, so the folder loads as a plain classifier.")
     lora_r: int = field(16, help="LoRA rank.")

@@ -58,8 +58,8 @@ def prepare_run(cfg: AttributorConfig, dataset, source: str, world: str | Path |
         backbone = cfg.llm.backbone
         if not backbone:
             if world is None:
-                raise DareUError("kind=llm needs a backbone: pass --backbone PATH_OR_ID (or --world W to use W/models/base)")
-            backbone = str(Path(world) / "models" / "base")
+                raise DareUError("kind=llm needs a backbone: pass --backbone PATH_OR_ID (or --world W to use W/models/target)")
+            backbone = str(Path(world) / "models" / "target")
             if not Path(backbone).is_dir():
                 raise DareUError(f"{backbone} does not exist; build the world with `dareu prepare` or pass --backbone")
         check_model_path(backbone)

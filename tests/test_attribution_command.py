@@ -39,7 +39,7 @@ def test_attribution_follows_the_fact_not_the_name_even_for_the_tfidf_baseline(t
     assert proxy["idk"] < 0.2
 
 
-def test_llm_command_trains_from_the_world_base_with_its_baseline_beside(tiny_world, tmp_path):
+def test_llm_command_trains_from_the_world_target_with_its_baseline_beside(tiny_world, tmp_path):
     out = tmp_path / "A"
     rc = main(["train-attributor", "--world", str(tiny_world), "--kind", "llm", "--out", str(out),
                "llm.lm_epochs=2", "llm.epochs=1", "llm.batch_size=32"])
@@ -47,7 +47,9 @@ def test_llm_command_trains_from_the_world_base_with_its_baseline_beside(tiny_wo
     report = json.loads((out / "report.json").read_text())
     assert report["kind"] == "llm" and report["baseline"]["kind"] == "tfidf"
     assert set(report["proxy"]) == set(PROXY_KEYS) == set(report["baseline"]["proxy"])
-    assert load_attributor(out).kind == "llm" and load_attributor(out / "tfidf-baseline").kind == "tfidf"
+    att = load_attributor(out)
+    assert att.kind == "llm" and load_attributor(out / "tfidf-baseline").kind == "tfidf"
+    assert att.extra["backbone"] == str(tiny_world / "models" / "target")
 
 
 def _one_line_error(capsys, argv) -> str:
