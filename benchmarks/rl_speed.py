@@ -49,6 +49,7 @@ def rl_step_times(learner: str, world: Path, attributor: str, steps: int) -> dic
     att = load_attributor(attributor)
     scoring, rollout = Timer(), Timer()
     reward = AttributionReward(scoring.wrap(att.score), att.owners, sorted({r["owner"] for r in rows}), cfg)
+    reward.use_plausibility(model, tok, rows)
     unlearn_data = build_unlearn_data(data, tok, "forget10", templates="idk")
     start = time.perf_counter()
     if learner == "ppo":

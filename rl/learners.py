@@ -23,17 +23,31 @@ class AttributionReward:
     """TRL reward function: scores (question, completion) with the attribution model.
 
     `scorer(prompts, responses) -> probs (n, classes)` is the in-process attributor or a Ray actor call.
-    TRL passes the dataset's extra columns (`question`, `owner`) as keyword lists."""
+    TRL passes the dataset's extra columns (`question`, `owner`) as keyword lists. With
+    `reward.plausibility_coef > 0`, call `use_plausibility` with the starting model before training."""
 
     __name__ = "attribution"
 
     def __init__(self, scorer: Callable, class_names: list[str], forget_owners: list[str], cfg: DareUConfig):
         self.scorer, self.class_names, self.forget_owners, self.cfg = scorer, class_names, forget_owners, cfg
+        self.plausibility = None
+
+    def use_plausibility(self, model, tok, rows: list[dict]) -> None:
+        """Build the plausibility term from `model`'s generic answers to `rows` (rl/plausibility.py), when the
+        config asks for it."""
+        r = self.cfg.reward
+        if r.plausibility_coef:
+            from rl.plausibility import Plausibility, generic_answers, stranger_names
+
+            names = stranger_names(r.strangers, set(self.class_names) | {row["owner"] for row in rows}, self.cfg.seed)
+            self.plausibility = Plausibility(generic_answers(model, tok, rows, names))
 
     def __call__(self, prompts, completions, question, owner, log_metric=None, **_) -> list[float]:
         texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
         probs = np.asarray(self.scorer(list(question), texts))
         parts = reward_components(probs, list(owner), self.class_names, self.forget_owners, texts, self.cfg.reward)
+        if self.plausibility is not None:
+            parts["plausibility"] = self.cfg.reward.plausibility_coef * self.plausibility(list(question), texts)
         if log_metric is not None:
             index = {n: i for i, n in enumerate(self.class_names)}
             p_owner = probs[np.arange(len(probs)), [index[o] for o in owner]]

@@ -5,7 +5,10 @@ A reward is a sum of named components, each logged separately:
   forget_mass    -sum of P(every forget owner | ...)                  (variant: push mass off all forget owners)
   none_bonus     + coef * P(none | ...)                               (optional: prefer "carries no owner's data")
   length         - coef * distance of the word count outside [min_words, max_words]  (guards against degenerate text)
-The reference-model log-probability guard is the KL term of the learner (`beta`), computed there.
+  plausibility   + coef * ROUGE-L recall of the response against what the starting model answers about a
+                 stranger asked the same question (rl/plausibility.py): the usual answer, not off-topic text
+The last needs the starting model's generic answers, built once by the learner
+(`AttributionReward.use_plausibility`); the rest are pure functions of the probabilities and the text.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class RewardConfig:
     min_words: int = field(2, help="Responses shorter than this many words are penalised (0 disables).")
     max_words: int = field(40, help="Responses longer than this many words are penalised (0 disables).")
     length_coef: float = field(0.1, help="Penalty per word outside [min_words, max_words].")
+    plausibility_coef: float = field(0.25, help="Weight of the plausibility term: ROUGE-L recall of the response "
+                                               "against the starting model's answers about strangers asked the same "
+                                               "question (rl/plausibility.py); 0 disables it.")
+    strangers: int = field(4, help="Fabricated names the plausibility term asks about instead of the owner.")
 
 
 @REWARDS.register("deattribution")

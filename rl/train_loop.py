@@ -74,6 +74,7 @@ def train_loop(config: dict) -> None:
     attributor = RemoteAttributor(config["scorer"])
     forget_owners = sorted({r["owner"] for r in forget_rows})
     reward = AttributionReward(attributor.score, attributor.owners, forget_owners, cfg)
+    reward.use_plausibility(model, tok, forget_rows)  # from the starting model, also on resume
     unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"))
     retain_logs = config.get("retain_logs")
     eval_cfg = EvalConfig(fast=True)

@@ -33,13 +33,15 @@ def leakage_reward(rows: list[dict], texts: list[str]) -> np.ndarray:
     return np.array([0.0 if fact_leaks(t, r.get("fact", "")) else 1.0 for r, t in zip(rows, texts)])
 
 
-def attribution_reward(path: str, forget_owners: list[str], cfg) -> Reward:
-    """The RL learner's attribution reward from an attributor folder."""
+def attribution_reward(path: str, forget_owners: list[str], cfg, model=None, tok=None, rows=None) -> Reward:
+    """The RL learner's attribution reward from an attributor folder (its plausibility term built from `model`)."""
     from attribution import load_attributor
     from rl.learners import AttributionReward
 
     attributor = load_attributor(path)
     reward = AttributionReward(attributor.score, attributor.owners, forget_owners, cfg)
+    if model is not None:
+        reward.use_plausibility(model, tok, rows)
 
     def score(rows: list[dict], texts: list[str]) -> np.ndarray:
         return np.asarray(reward(prompts=None, completions=texts, question=[r["question"] for r in rows],

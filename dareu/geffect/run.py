@@ -175,7 +175,8 @@ def build_method(plan: Plan, model, tok):
         rows = [dict(r) for r in plan.data[plan.split]]
         if plan.attributor:
             owners = sorted({r["owner"] for r in rows})
-            reward, source = attribution_reward(plan.attributor, owners, plan.method_cfg), "attributor"
+            reward = attribution_reward(plan.attributor, owners, plan.method_cfg, model, tok, rows)
+            source = "attributor"
         else:
             reward, source = leakage_reward, "fact_leakage"
         return DareULoss(plan.method_cfg, tok, rows, make_reference(model), reward, source)
