@@ -180,6 +180,7 @@ def plot(rows: dict[str, dict], methods: list[str], out: Path) -> None:
 
     def scatter(ycol: str, path: Path, ylog: bool, ylabel: str) -> None:
         fig, ax = plt.subplots(figsize=(6.5, 4.8))
+        points = []
         for name, row in rows.items():
             x, y = row["model_utility"], row[ycol]
             if x is None or y is None:
@@ -188,16 +189,40 @@ def plot(rows: dict[str, dict], methods: list[str], out: Path) -> None:
             y = max(y, 1e-300) if ylog else y
             ax.scatter([x], [y], marker="s" if ref else "o", s=60, c="grey" if ref else None,
                        edgecolors="black", zorder=3)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=9,
-                        style="italic" if ref else "normal")
+            points.append((name, x, y, ref))
         if ylog:
             ax.set_yscale("log")
         ax.set_xlabel("model utility (higher is better)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         fig.tight_layout()
+        for (name, x, y, ref), (dx, dy, ha) in zip(points, label_offsets(ax, points)):
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=9, ha=ha,
+                        style="italic" if ref else "normal")
         fig.savefig(path, dpi=120)
         plt.close(fig)
 
     scatter("forget_quality", out / "pareto.png", True, "forget quality (KS p-value vs retain, log)")
     scatter("forget_attribution", out / "attribution.png", False, "forget attribution (P(true owner) of answers)")
+
+
+def label_offsets(ax, points: list[tuple]) -> list[tuple[float, float, str]]:
+    """(dx, dy, ha) in points per label: the first of four places beside its marker whose box stays inside
+    the axes and overlaps no label placed before it (names of points close together would print over
+    each other)."""
+    scale = ax.figure.dpi / 72  # points -> pixels
+    right = ax.get_window_extent().x1
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for name, x, y, _ in points:
+        px, py = ax.transData.transform((x, y))
+        width, height = 5.5 * len(name) * scale, 10 * scale  # fontsize 9, roughly
+        for dx, dy, ha in ((5, 4, "left"), (5, -12, "left"), (-5, 4, "right"), (-5, -12, "right")):
+            left = px + dx * scale - (width if ha == "right" else 0)
+            box = (left, py + dy * scale, left + width, py + dy * scale + height)
+            if box[2] <= right and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                                           for b in placed):
+                break
+        placed.append(box)
+        out.append((dx, dy, ha))
+    return out

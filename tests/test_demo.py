@@ -66,3 +66,24 @@ def test_pareto_front_keeps_only_undominated_methods():
     rows = {"a": {"forget_quality": 0.5, "model_utility": 0.5}, "b": {"forget_quality": 0.4, "model_utility": 0.4},
             "c": {"forget_quality": 0.1, "model_utility": 0.9}}
     assert pareto_front(rows, ["a", "b", "c"]) == ["a", "c"]
+
+
+def test_labels_of_points_close_together_do_not_overlap_or_leave_the_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dareu.compare import label_offsets
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    points = [("graddiff", 0.5620, 1e-11, False), ("satimp", 0.5618, 8e-12, False), ("far", 0.50, 1e-2, False),
+              ("retain_seed2", 0.60, 0.7, True)]
+    ax.scatter([p[1] for p in points], [p[2] for p in points])
+    ax.set_yscale("log")
+    fig.tight_layout()
+    offsets = label_offsets(ax, points)
+    assert offsets[0] == (5, 4, "left") and offsets[2] == (5, 4, "left")  # free places keep the default
+    assert offsets[1] != offsets[0]  # the second of two close points moves its label
+    assert offsets[3][2] == "right"  # a long name at the right edge is written to the left of its point
+    plt.close(fig)
