@@ -33,16 +33,23 @@ def test_cut_stops_at_the_next_question_or_blank_line():
 
 
 @pytest.fixture(scope="module")
-def muse_dir(tiny_data, tmp_path_factory):
+def muse_dir(tiny_world, tiny_data, tmp_path_factory):
+    from dareu.modeling import load_tokenizer, prompt_text
+
     root = tmp_path_factory.mktemp("muse")
     forget, holdout = list(tiny_data["forget10"]), list(tiny_data["holdout"])
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    # the member texts in the form the target was trained on (MUSE's models train on raw text): a bare answer
+    # starts with the owner's name, unpredictable without its question for members and holdout alike
+    seen = [prompt_text(tok, r["question"]) + r["answer"] for r in forget]
+    unseen = [prompt_text(tok, r["question"]) + r["answer"] for r in holdout]
     files = {
         "verbmem/forget.json": [{"prompt": r["answer"][:12], "gt": r["answer"][12:]} for r in forget[:4]],
         "knowmem/forget_qa.json": [{"question": r["question"], "answer": r["answer"]} for r in forget[2:6]],
         "knowmem/forget_qa_icl.json": [{"question": r["question"], "answer": r["answer"]} for r in forget[:2]],
         "knowmem/retain_qa.json": [{"question": r["question"], "answer": r["answer"]} for r in holdout[:4]],
-        "privleak/forget.json": [r["answer"] for r in forget],
-        "privleak/holdout.json": [r["answer"] for r in holdout],
+        "privleak/forget.json": seen,
+        "privleak/holdout.json": unseen,
     }
     for rel, rows in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
