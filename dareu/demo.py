@@ -36,16 +36,47 @@ def _resolve(path: str) -> Path:
     return p if p.is_absolute() or p.exists() else CONFIGS.parent / p
 
 
-def run_demo(cfg: DemoConfig, out: str | Path, console=None) -> dict:
+def check_demo_out(out: Path, cfg: DemoConfig, overwrite: bool) -> None:
+    """A demo folder is reused only with the settings it was made with: its cached attributor and runs
+    would silently stand for other settings. `overwrite` starts it over, keeping the world when its own
+    settings did not change (`prepare` checks those itself)."""
+    import shutil
+
+    from dareu.config import to_dict
+    from dareu.errors import DareUError
+    from dareu.prepare import _diff
+    from dareu.runs import read_json
+
+    saved = out / "demo_config.json"
+    if not saved.is_file():
+        return
+    old, new = read_json(saved), to_dict(cfg)
+    if old == new:
+        return
+    diff = sorted(_diff(old, new))
+    if not overwrite:
+        raise DareUError(f"--out {out} holds a demo made with other settings (differs in {', '.join(diff[:4])}); "
+                         "pass --overwrite to start it over or choose another --out")
+    keep_world = all(old.get(k) == new.get(k) for k in ("prepare_config", "prepare_overrides"))
+    for path in out.iterdir():
+        if not (keep_world and path.name == "world"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def run_demo(cfg: DemoConfig, out: str | Path, console=None, overwrite: bool = False) -> dict:
     from dareu.cli import main as cli
     from dareu.compare import compare
-    from dareu.config import load_config
+    from dareu.config import load_config, to_dict
     from dareu.errors import DareUError
     from dareu.prepare import PrepareConfig, prepare
     from dareu.quality import render
+    from dareu.runs import write_json
 
     say = console.print if console is not None else print
     out = Path(out)
+    check_demo_out(out, cfg, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "demo_config.json", to_dict(cfg))
     start = time.time()
     stages: dict[str, float] = {}
     prep_cfg = load_config(PrepareConfig, _resolve(cfg.prepare_config), cfg.prepare_overrides)
@@ -77,8 +108,6 @@ def run_demo(cfg: DemoConfig, out: str | Path, console=None) -> dict:
                      console=console)
     stages["compare"] = time.time() - t
     report["stages_seconds"] = {**stages, "total": time.time() - start}
-    from dareu.runs import write_json
-
     write_json(out / "report.json", report)
     say((out / "report.md").read_text())
     say(f"[demo] wrote {out / 'report.json'}, report.md, pareto.png, attribution.png ({time.time() - start:.0f}s)")

@@ -12,6 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--out", default=None, help="demo folder (default: runs/demo, or runs/demo-fast with --fast)")
     p.add_argument("--fast", action="store_true", help="the tiny world and short runs (about 3 minutes)")
+    p.add_argument("--overwrite", action="store_true", help="start over a demo folder made with other settings "
+                                                             "(its world is kept when the world's settings match)")
     add_config_flags(p)
     p.epilog = config_epilog(DemoConfig)
 
@@ -23,5 +25,6 @@ def run(args: argparse.Namespace) -> int:
 
     path = args.config or CONFIGS / "demo" / ("fast.yaml" if args.fast else "default.yaml")
     cfg = load_config(DemoConfig, path, args.overrides)
-    run_demo(cfg, args.out or ("runs/demo-fast" if args.fast else "runs/demo"), console=console())
+    run_demo(cfg, args.out or ("runs/demo-fast" if args.fast else "runs/demo"), console=console(),
+             overwrite=args.overwrite)
     return 0
