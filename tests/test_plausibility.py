@@ -62,7 +62,6 @@ def test_usual_answer_form_outscores_off_topic_text_fragments_and_repetition(tar
 
 def test_reward_adds_plausibility_as_a_logged_part(target, tiny_data, tiny_attributor):
     from attribution import load_attributor
-
     from dareu.config import load_config
     from rl.config import DareUConfig
     from rl.learners import AttributionReward

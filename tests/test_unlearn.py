@@ -3,8 +3,6 @@ the run folder contract, resume, NaN handling, LoRA, and bad input stopping with
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 from transformers import TrainerCallback
@@ -221,17 +219,6 @@ def test_template_file_supplies_the_answers(tiny_world, tmp_path):
     path = tmp_path / "idk.txt"
     path.write_text("No idea.\n\nNot something I know.\n")
     assert load_templates(load_world(tiny_world), str(path)) == ["No idea.", "Not something I know."]
-
-
-def test_method_dareu_without_rl_says_it_is_not_available(tiny_world, tmp_path, capsys):
-    try:
-        rl_ready = importlib.util.find_spec("rl.launch") is not None
-    except ModuleNotFoundError:
-        rl_ready = False
-    if rl_ready:
-        pytest.skip("rl.launch exists: --method dareu is delegated to it")
-    rc = main(["unlearn", "--world", str(tiny_world), "--method", "dareu", "--out", str(tmp_path / "r")])
-    assert rc == 2 and "RL" in capsys.readouterr().err
 
 
 def test_every_registered_method_has_a_yaml_whose_defaults_load(tiny_world):

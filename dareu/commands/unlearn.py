@@ -41,17 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "\n".join(rows)
 
 
-def _run_rl(args: argparse.Namespace) -> int:
-    try:
-        from rl.launch import run_unlearn
-    except ModuleNotFoundError as err:
-        if err.name in ("rl", "rl.launch"):
-            raise DareUError("--method dareu (RL de-attribution) is not available yet: the rl package has no "
-                             "launch module; use a loss-based method (e.g. --method npo)") from None
-        raise
-    return run_unlearn(args)
-
-
 def cli_flags(args: argparse.Namespace) -> dict:
     """The config values the flags set (they override the method YAML; key=value overrides them)."""
     flags: dict = {"world": args.world, "split": args.split,
@@ -68,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     set_threads()
     if args.method == "dareu":
-        return _run_rl(args)
+        from rl.launch import run_unlearn as run_rl
+
+        return run_rl(args)
     if args.overwrite and args.resume:
         raise DareUError("--overwrite and --resume contradict each other; pass one")
     if args.attributor or args.learner:
