@@ -43,11 +43,16 @@ def stranger_names(n: int, taken: set[str], seed: int = 0) -> list[str]:
 
 def generic_answers(model, tok, rows: list[dict], strangers: list[str], max_new_tokens: int = 32,
                     batch_size: int = 64) -> dict[str, list[str]]:
-    """question -> the model's greedy answers to it asked about each stranger, the owner's name put back."""
+    """question -> the model's greedy answers to it asked about each stranger, the owner's name put back.
+    Questions that do not name their owner get none: asked unchanged, the model would give the owner's
+    own answer, and the term would pay for the very data to forget."""
     from dareu.generation import SamplingConfig, hf_generate
     from dareu.modeling import prompt_text
 
-    asked = [(r["question"], r["owner"], s) for r in rows for s in strangers if r.get("owner")]
+    asked = [(r["question"], r["owner"], s) for r in rows for s in strangers
+             if r.get("owner") and r["owner"] in r["question"]]
+    if not asked:
+        return {}
     prompts = [prompt_text(tok, q.replace(o, s)) for q, o, s in asked]
     answers = hf_generate(model, tok, prompts, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=batch_size),
                           greedy=True)

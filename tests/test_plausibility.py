@@ -39,6 +39,15 @@ def test_generic_answers_are_about_the_question_without_the_stranger(target, tin
     assert not any(n in a for a_list in answers.values() for a in a_list for n in names)
 
 
+def test_questions_that_do_not_name_their_owner_get_no_generic_answer(target, tiny_data):
+    model, tok = target
+    row = dict(tiny_data["forget10"][0])
+    unnamed = {**row, "question": row["question"].replace(row["owner"], "this author")}
+    answers = generic_answers(model, tok, [row, unnamed], stranger_names(2, {row["owner"]}))
+    assert list(answers) == [row["question"]]  # asked unchanged, the model would state the owner's fact
+    assert Plausibility(answers)([unnamed["question"]], [row["answer"]]).tolist() == [1.0]
+
+
 def test_usual_answer_form_outscores_off_topic_text_fragments_and_repetition(target, tiny_data):
     model, tok = target
     rows = list(tiny_data["forget10"])
