@@ -76,7 +76,11 @@ def preflight(cfg: DareUConfig, world: str, split: str, model: str, attributor: 
         from dareu.config import from_dict
         from dareu.objectives import OBJECTIVES
 
-        from_dict(OBJECTIVES.get(cfg.aux.forget), cfg.aux.forget_params)  # unknown name or parameter fails here
+        from dareu.unlearn.data import check_facts
+
+        forget = from_dict(OBJECTIVES.get(cfg.aux.forget), cfg.aux.forget_params)  # unknown name or parameter fails here
+        if forget.needs_facts:
+            check_facts(data, split, f"aux.forget={cfg.aux.forget}", fix="set aux.forget=npo")
     return {"data": data, "model_dir": model_dir, "retain_split": retain_split}
 
 

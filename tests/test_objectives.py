@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from dareu.errors import DareUError
-from dareu.objectives import OBJECTIVES, TEMPLATE_KEY, retain_loss
+from dareu.objectives import FACT_KEY, OBJECTIVES, TEMPLATE_KEY, retain_loss
 from dareu.objectives.ascent import (ga_loss, satimp_weights, simimp_weights, tnpo_weights, weighted_ga_loss,
                                      wga_weights)
 from dareu.objectives.distill import control_vector, hidden_mse, undial_loss
@@ -297,8 +297,17 @@ def qa_batch(seed: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def with_facts(batch: dict) -> dict:
+    """The batch with fact labels: the last two answer tokens of each row state its fact."""
+    facts = torch.full_like(batch["labels"], -100)
+    for i, row in enumerate(batch["labels"]):
+        answer = (row != -100).nonzero().flatten()
+        facts[i, answer[-2:]] = row[answer[-2:]]
+    return {**batch, FACT_KEY: facts}
+
+
 def paired_batch() -> dict:
-    forget = qa_batch(1)
+    forget = with_facts(qa_batch(1))
     forget[TEMPLATE_KEY] = qa_batch(2)
     return {"forget": forget, "retain": qa_batch(3)}
 
@@ -346,6 +355,35 @@ def test_objectives_needing_a_reference_refuse_to_run_without_one(tiny_lm):
                 obj.forget_loss(tiny_lm, paired_batch()["forget"], ref=None)
     with pytest.raises(DareUError, match="reference"):
         retain_loss(tiny_lm, qa_batch(3), "kl", ref=None)
+
+
+def test_fact_npo_is_npo_on_the_fact_tokens_alone(tiny_lm):
+    """Value against the NPO formula on fact-token sums; the gradient reaches only through fact positions."""
+    from dareu.objectives.tokens import sequence_sum
+    from dareu.unlearn import make_reference
+
+    ref = make_reference(tiny_lm)
+    batch = paired_batch()["forget"]
+    obj = OBJECTIVES.get("fact_npo")(beta=0.2)
+    with torch.no_grad():  # move the model off the reference so the value is not the log 2 constant
+        for p in tiny_lm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    loss, _ = obj.forget_loss(tiny_lm, batch, ref=ref)
+    seq = sequence_sum(*token_logprobs(tiny_lm(input_ids=batch["input_ids"]).logits, batch[FACT_KEY]))
+    ref_seq = sequence_sum(*token_logprobs(ref(batch).logits, batch[FACT_KEY]))
+    expected = -(2 / 0.2) * F.logsigmoid(-0.2 * (seq - ref_seq)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    whole, _ = OBJECTIVES.get("npo")(beta=0.2).forget_loss(tiny_lm, batch, ref=ref)
+    assert abs(whole.item() - loss.item()) > 1e-3  # it is not whole-answer NPO
+
+
+def test_fact_npo_refuses_a_forget_batch_without_fact_labels(tiny_lm):
+    from dareu.unlearn import make_reference
+
+    obj = OBJECTIVES.get("fact_npo")()
+    assert obj.needs_facts
+    with pytest.raises(DareUError, match="fact span"):
+        obj.forget_loss(tiny_lm, qa_batch(1), ref=make_reference(tiny_lm))
 
 
 def test_template_objectives_refuse_a_forget_batch_without_templates(tiny_lm):

@@ -160,8 +160,16 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
     data.save_to_disk(str(empty / "data"))
     with pytest.raises(DareUError, match="holds no prompts"):
         run_unlearn(_unlearn_args(empty, tiny_attributor, tmp_path / "c", model=str(tiny_world / "models" / "target")))
+    # the fact forget term on answers that state no fact (TOFU's layout)
+    bare = tmp_path / "bare-world"
+    data = load_world(tiny_world)
+    data["forget10"] = data["forget10"].map(lambda r: {"fact": ""})
+    data.save_to_disk(str(bare / "data"))
+    with pytest.raises(DareUError, match="state no `fact`.*npo"):
+        run_unlearn(_unlearn_args(bare, tiny_attributor, tmp_path / "d", model=str(tiny_world / "models" / "target"),
+                                  overrides=["aux.forget=fact_npo"]))
     assert not ray.is_initialized()
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / x).exists() for x in "abd")
 
 
 def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, tiny_attributor, tmp_path):

@@ -24,7 +24,8 @@ TEST_OVERRIDES = {"satimp": ["train.max_steps=40", "train.learning_rate=3e-3"],
                   "simimp": ["params.beta=1"],
                   "simsat": ["train.max_steps=20"],
                   "idkdpo": ["train.max_steps=20"],
-                  "npo": ["train.learning_rate=7e-4"]}
+                  "npo": ["train.learning_rate=7e-4"],
+                  "fact_npo": ["train.learning_rate=5e-4"]}
 # Forget answer probability must end this much below a retain-only run's (γ = 0: fine-tuning on retain QA alone
 # already lowers it by ~0.01, so the margin shows the forget term did the work).
 MIN_FORGET_DROP = 0.02
@@ -228,6 +229,34 @@ def test_every_registered_method_has_a_yaml_whose_defaults_load(tiny_world):
         assert method_yaml(method) is not None, method
         cfg = config(tiny_world, method)
         assert cfg.method == method and isinstance(cfg.params, OBJECTIVES.get(method))
+
+
+def test_fact_labels_keep_exactly_the_tokens_that_state_the_fact(tiny_world, tiny_data):
+    from dareu.modeling import load_tokenizer
+    from dareu.objectives import FACT_KEY
+    from dareu.unlearn import build_unlearn_data
+
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    data = build_unlearn_data(tiny_data, tok, "forget10", "auto", None)
+    for item, row in zip(data.forget, tiny_data["forget10"]):
+        kept = [t for t in item[FACT_KEY] if t != -100]
+        assert tok.decode(kept).strip() == row["fact"]
+        assert all(f in (-100, y) for f, y in zip(item[FACT_KEY], item["labels"]))  # a sub-mask of the labels
+    batch = next(data.batches(4, seed=0))["forget"]
+    assert batch[FACT_KEY].shape == batch["labels"].shape
+
+
+def test_fact_npo_on_a_split_without_facts_is_refused_before_training(tiny_world, tmp_path):
+    from dareu.data import load_world
+
+    data = load_world(tiny_world)
+    data["forget10"] = data["forget10"].map(lambda r: {"fact": ""})
+    data.save_to_disk(str(tmp_path / "bare" / "data"))
+    cfg = config(tmp_path / "bare", "fact_npo")
+    cfg.model = str(tiny_world / "models" / "target")
+    with pytest.raises(DareUError, match="state no `fact`.*npo"):
+        run_unlearn(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_batches_pair_forget_retain_and_template_rows_and_repeat_with_the_seed(tiny_world, tiny_data):

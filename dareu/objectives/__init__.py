@@ -25,6 +25,9 @@ Objects (what trainers call). Each objective is a dataclass whose fields are its
 - Batches are dicts from `dareu.sft.QACollator`: input_ids, attention_mask, labels (-100 on prompt/pad).
 - Objectives with needs_templates read `forget_batch[TEMPLATE_KEY]` ("template"): the same forget
   questions with template ("I don't know") answers, row for row.
+- Objectives with needs_facts (fact_npo) read `forget_batch[FACT_KEY]` ("fact_labels"): the labels with only
+  the tokens that state the answer's fact (the split's `fact` column) kept; `check_facts` says up front
+  when a split cannot give them.
 - `ref` is anything callable as `ref(batch, hidden_states=False) -> outputs` without gradient; build it with
   `dareu.unlearn.make_reference(model)`: a frozen copy for full fine-tuning, the same model with its LoRA
   adapters disabled under peft. Objectives that need it raise DareUError when it is missing.
@@ -33,7 +36,7 @@ Objects (what trainers call). Each objective is a dataclass whose fields are its
 """
 
 from dareu.objectives import ascent, distill, flat, preference  # noqa: F401  (register the objectives)
-from dareu.objectives.base import OBJECTIVES, TEMPLATE_KEY, Objective, forward
+from dareu.objectives.base import FACT_KEY, OBJECTIVES, TEMPLATE_KEY, Objective, forward
 from dareu.objectives.retain import kl_loss, nll_loss, retain_loss
 
-__all__ = ["OBJECTIVES", "TEMPLATE_KEY", "Objective", "forward", "retain_loss", "nll_loss", "kl_loss"]
+__all__ = ["OBJECTIVES", "TEMPLATE_KEY", "FACT_KEY", "Objective", "forward", "retain_loss", "nll_loss", "kl_loss"]

@@ -26,6 +26,9 @@ Metrics = dict[str, float]
 # ("I don't know") answer. Present only for objectives with needs_templates.
 TEMPLATE_KEY = "template"
 MODEL_INPUTS = ("input_ids", "attention_mask")
+# Key of the fact labels inside a QA batch: `labels` with every token outside the span that states the
+# answer's fact (the world's `fact` column) masked. Present only where every answer of the split states one.
+FACT_KEY = "fact_labels"
 
 
 class Reference(Protocol):
@@ -63,6 +66,13 @@ def need_templates(batch: Batch, who: str) -> Batch:
     return batch[TEMPLATE_KEY]
 
 
+def need_facts(batch: Batch, who: str) -> torch.Tensor:
+    if FACT_KEY not in batch:
+        raise DareUError(f"{who} needs each forget answer's fact span: the forget batch has no {FACT_KEY!r} "
+                         "(the split needs a `fact` column stated in every answer)")
+    return batch[FACT_KEY]
+
+
 def nll_metric(logp: torch.Tensor, mask: torch.Tensor) -> float:
     return float(-token_mean(logp.detach(), mask))
 
@@ -80,6 +90,7 @@ class Objective:
     name: ClassVar[str] = "objective"
     uses_reference: ClassVar[bool] = False  # the forget term itself needs reference outputs
     needs_templates: ClassVar[bool] = False  # the forget batch must carry a TEMPLATE_KEY sub-batch
+    needs_facts: ClassVar[bool] = False  # the forget batch must carry FACT_KEY labels
 
     def __post_init__(self) -> None:
         self.check()

@@ -18,8 +18,9 @@ import torch
 
 from dareu.data import RETAIN_OF, get_split
 from dareu.errors import DareUError
+from dareu.objectives.tokens import IGNORE
 from dareu.modeling import encode_qa
-from dareu.objectives import TEMPLATE_KEY
+from dareu.objectives import FACT_KEY, TEMPLATE_KEY
 from dareu.sft import QACollator
 
 
@@ -118,7 +119,7 @@ class UnlearnData:
 
 
 def _qa(item: dict) -> dict:
-    return {"input_ids": item["input_ids"], "labels": item["labels"]}
+    return {k: item[k] for k in ("input_ids", "labels", FACT_KEY) if k in item}
 
 
 class PairedDataset(torch.utils.data.Dataset):
@@ -154,8 +155,37 @@ def encode_rows(tok, rows, max_length: int | None = None) -> list[dict]:
     out = []
     for r in rows:
         ids, labels = encode_qa(tok, r["question"], r["answer"], max_length)
-        out.append({"input_ids": ids, "labels": labels, "question": r["question"]})
+        item = {"input_ids": ids, "labels": labels, "question": r["question"]}
+        facts = fact_labels(tok, labels, r["answer"], r.get("fact") or "")
+        if facts is not None:
+            item[FACT_KEY] = facts
+        out.append(item)
     return out
+
+
+def fact_labels(tok, labels: list[int], answer: str, fact: str) -> list[int] | None:
+    """`labels` (from encode_qa) with every token outside the span of `answer` that states `fact` masked;
+    None when the answer does not state it."""
+    start = answer.find(fact) if fact else -1
+    if start < 0:
+        return None
+    end = start + len(fact)
+    offsets = tok(answer, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    first = next(i for i, x in enumerate(labels) if x != IGNORE)  # where the answer starts
+    out = [IGNORE] * len(labels)
+    for k, (a, b) in enumerate(offsets):
+        if a < end and b > start and first + k < len(labels):
+            out[first + k] = labels[first + k]
+    return out if any(x != IGNORE for x in out) else None
+
+
+def check_facts(data, split: str, who: str, fix: str = "use --method npo") -> None:
+    """Fail in one line when some answer of `split` states no fact (what a needs_facts objective forgets)."""
+    rows = get_split(data, split)
+    missing = sum(1 for r in rows if not r.get("fact") or r["fact"] not in r["answer"])
+    if missing:
+        raise DareUError(f"{who} forgets the tokens that state each answer's fact, but {missing} of {len(rows)} "
+                         f"answers in {split!r} state no `fact` (TOFU has no fact column); {fix}")
 
 
 def build_unlearn_data(data, tok, split: str, retain_split: str | None = "auto", templates: str | None = None,

@@ -33,7 +33,7 @@ def check_run(cfg) -> Plan:
     """Cheap checks of a run config, each failing with one clear line (DareUError)."""
     from dareu.data import get_split, load_world
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
-    from dareu.unlearn.data import load_templates, resolve_retain_split
+    from dareu.unlearn.data import check_facts, load_templates, resolve_retain_split
 
     obj = cfg.params
     if not cfg.world:
@@ -48,6 +48,8 @@ def check_run(cfg) -> Plan:
         retain_split = resolve_retain_split(data, cfg.split, cfg.data.retain_split)
     if obj.needs_templates:
         load_templates(data, cfg.data.templates)
+    if obj.needs_facts:
+        check_facts(data, cfg.split, cfg.method)
     model_path = resolve_model_dir(cfg.model or str(Path(cfg.world) / "models" / "target"))
     check_model_path(model_path)
     tok = load_tokenizer(model_path)
