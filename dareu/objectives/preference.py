@@ -82,7 +82,7 @@ class FactNPO(NPO):
     value loses its edge in other sentence forms too. NPO's saturation (the term fades once
     β·(log π − log π_ref) is a few units below 0) is what stops it there; measured on the default world,
     β 0.1 overshoots (the model then prefers wrong values), 1.0 stops short, 0.2 lands near the
-    retain model (README, "The forget term")."""
+    retain model (README, "Loss-based unlearning")."""
 
     beta: float = field(0.2, help="β: inverse temperature; the fact tokens' log-probability falls about 5/β "
                                   "nats below the reference before the term fades.")
