@@ -7,7 +7,7 @@ group mean, over the group std). The loss is the sum of four terms, each its own
 
     policy      −mean_tokens[A · π/π_old]         (π_old = π detached: on-policy, so the clip never binds)
     kl          β · mean_tokens[k3(π_ref ‖ π)]     (TRL's GRPO estimator; 0 gradient at the start model)
-    aux_forget  forget_coef · aux.forget objective (NPO by default) on the forget QA batch
+    aux_forget  forget_coef · aux.forget objective (fact NPO by default) on the forget QA batch
     aux_retain  retain_coef · retain NLL (or KL) on the retain QA batch
 
 Reward: with an attributor (`--attributor A`), the learner's own `AttributionReward` (1 − P(owner) plus the
