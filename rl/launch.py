@@ -42,7 +42,6 @@ def load_dareu_config(args: argparse.Namespace) -> DareUConfig:
 def preflight(cfg: DareUConfig, world: str, split: str, model: str, attributor: str | None) -> dict:
     """Every input check that needs no Ray and no training. Returns what the run needs."""
     from attribution.attributor import read_info
-
     from dareu.data import check_forget_split, get_split, load_world
     from dareu.modeling import check_model_path, resolve_model_dir
     from rl.placement import check_config
@@ -75,7 +74,6 @@ def preflight(cfg: DareUConfig, world: str, split: str, model: str, attributor: 
     if cfg.aux.forget != "none":
         from dareu.config import from_dict
         from dareu.objectives import OBJECTIVES
-
         from dareu.unlearn.data import check_facts
 
         forget = from_dict(OBJECTIVES.get(cfg.aux.forget), cfg.aux.forget_params)  # unknown name or parameter fails here

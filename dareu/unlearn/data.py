@@ -18,9 +18,9 @@ import torch
 
 from dareu.data import RETAIN_OF, get_split
 from dareu.errors import DareUError
-from dareu.objectives.tokens import IGNORE
 from dareu.modeling import encode_qa
 from dareu.objectives import FACT_KEY, TEMPLATE_KEY
+from dareu.objectives.tokens import IGNORE
 from dareu.sft import QACollator
 
 
