@@ -14,8 +14,9 @@ import argparse
 from pathlib import Path
 
 from dareu.commands.common import add_config_flags, config_epilog
+from dareu.config import CONFIGS_DIR
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "attribution"
+CONFIG_DIR = CONFIGS_DIR / "attribution"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of every weight")
     p.add_argument("--out", required=True, help="attributor folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    add_config_flags(p)
+    add_config_flags(p, AttributorConfig)
     p.epilog = ("default --config: configs/attribution/<kind>.yaml\n\n" + config_epilog(AttributorConfig))
 
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from dareu.config import save_config
     from dareu.data import load_benchmark, load_world
     from dareu.errors import DareUError
-    from dareu.runs import claim_out_dir, set_status
+    from dareu.runs import claim_run_dir, set_status
 
     from attribution.report import render
     from attribution.train import prepare_run, train_attributor
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise DareUError(f"world folder {args.world} does not exist; build it with `dareu prepare --out {args.world}`")
     dataset = load_benchmark(args.benchmark) if args.benchmark else load_world(args.world)
     plan = prepare_run(cfg, dataset, args.benchmark or args.world, args.world)  # every input check, before work
-    out_dir = claim_out_dir(args.out, args.overwrite)
+    out_dir, _ = claim_run_dir(args.out, "attributor", overwrite=args.overwrite)
     save_config(cfg, out_dir / "config.yaml")
     set_status(out_dir, "running")
     out = console()
@@ -82,4 +83,8 @@ def run(args: argparse.Namespace) -> int:
     set_status(out_dir, "done")
     render(report, out)
     out.print(f"wrote {out_dir} and {out_dir / 'report.json'} ({report['seconds']:.0f}s)")
+    failed = [key for key, check in report.get("checks", {}).items() if not check.get("ok")]
+    if failed:  # like `dareu prepare`: a model that misses a bar is written, but the exit code says so
+        out.print(f"validation bars missed: {', '.join(failed)}")
+        return 1
     return 0

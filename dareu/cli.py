@@ -8,6 +8,7 @@ has a config. Bad input stops with one line on stderr and exit code 2, before an
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -31,27 +32,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _module(name: str):
-    path = COMMANDS[name][0]
-    try:
-        return importlib.import_module(path)
-    except ModuleNotFoundError as err:
-        if err.name and path.startswith(err.name):
-            return None  # command not built yet
-        raise
+    return importlib.import_module(COMMANDS[name][0])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Only the command named in `argv` gets its flags and config keys (its module imports its
+    configs); the others are listed by name and help, so `dareu --help` imports nothing heavy."""
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="dareu", description="Unlearning by de-attribution, and its baselines.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        module = _module(name)
-        if module is None:
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
-        add(p)
+        if name == chosen:
+            module = _module(name)
+            add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
+            add(p)
     return parser
+
+
+def _unknown_command(argv: list[str]) -> str | None:
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen is None or chosen in COMMANDS:
+        return None
+    close = difflib.get_close_matches(chosen, list(COMMANDS), n=2, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"commands: {', '.join(COMMANDS)}"
+    return f"dareu: error: unknown command {chosen!r}; {hint}"
 
 
 def _environment() -> None:
@@ -65,7 +72,12 @@ def _environment() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _environment()
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    message = _unknown_command(argv)
+    if message:
+        print(message, file=sys.stderr)
+        return 2
+    args = build_parser(argv).parse_args(argv)
     module = _module(args.command)
     run = getattr(module, f"run_{args.command.replace('-', '_')}", None) or module.run
     try:

@@ -7,12 +7,11 @@ Existing run folders evaluated against another retain model or split are refused
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from dareu.errors import DareUError
-from dareu.runs import get_status, read_json, write_json
+from dareu.runs import claim_run_dir, get_status, read_json, write_json
 
 COLUMNS = ["forget_quality", "model_utility", "forget_attribution", "fact_leakage", "fact_leakage_sampled",
            "forget_rouge", "retain_rouge", "tug_of_war", "privleak", "wall_seconds"]
@@ -42,25 +41,44 @@ def check_same_reference(meta: dict, split: str, retain: str, where: str) -> Non
 def run_method(method: str, world: str, split: str, out: Path, attributor: str | None, overrides: list[str]) -> float:
     """Train one method into `out` (resuming a killed run); returns its wall seconds."""
     start = time.time()
+    resume = out.is_dir() and any(out.iterdir())
     if method == "dareu":
-        from rl.launch import run_unlearn as run_rl
+        from rl.launch import load_dareu_config, run_unlearn as run_rl
 
-        args = argparse.Namespace(world=world, split=split, model=None, attributor=attributor, out=str(out),
-                                  overwrite=False, resume=out.exists(), config=None, learner=None, max_steps=None,
-                                  lora=False, overrides=overrides)
-        run_rl(args)
+        cfg = load_dareu_config(overrides, flags={"world": world, "split": split, "attributor": attributor or ""})
+        run_rl(cfg, out, resume=resume)
     else:
         from dareu.unlearn import load_run_config, run_unlearn
 
         cfg = load_run_config(method, overrides, None, {"world": world, "split": split,
                                                          "model": str(Path(world) / "models" / "target")})
-        run_unlearn(cfg, out, resume=out.exists())
+        run_unlearn(cfg, out, resume=resume)
     return time.time() - start
+
+
+def check_collected(runs: dict[str, str], methods: list[str], split: str, retain: str) -> None:
+    """Every --run names a compared method and a finished run folder (checked before any evaluation)."""
+    for name, path in runs.items():
+        if name not in methods:
+            raise DareUError(f"--run {name}={path} names a method that is not in --methods ({','.join(methods)}); "
+                             f"add {name} to --methods or drop the --run")
+        if not Path(path).is_dir():
+            raise DareUError(f"--run {name}={path}: {path} does not exist; give a finished run folder")
+        state = get_status(path)["state"]
+        if state != "done":
+            raise DareUError(f"--run {name}={path} is not a finished run (status {state}); resume or re-run it")
+        if not (Path(path) / "model").is_dir():
+            raise DareUError(f"--run {name}={path} holds no model/ folder; give the folder `dareu unlearn --out` wrote")
+        meta_path = Path(path) / "eval" / "eval_meta.json"
+        if meta_path.is_file():
+            check_same_reference(read_json(meta_path), split, retain, f"run {path}")
 
 
 def compare(world: str, split: str, methods: list[str], out: str | Path, attributor: str | None = None,
             runs: dict[str, str] | None = None, method_overrides: dict[str, list[str]] | None = None,
-            console=None) -> dict:
+            console=None, overwrite: bool = False, kind: str = "compare") -> dict:
+    """Run (or collect) `methods` and evaluate them alike into `out` (a compare folder; `kind="demo"` when the
+    demo has claimed it). Collected runs (`runs`) are only read: their evaluation goes under `out/collected/`."""
     from dareu.data import check_forget_split, load_world
     from dareu.evaluation import run_eval
     from dareu.objectives import OBJECTIVES
@@ -80,11 +98,8 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
             OBJECTIVES.get(method)  # unknown names fail here, listing the registered ones
     if "dareu" in methods and "dareu" not in runs and not attributor:
         raise DareUError("comparing dareu needs --attributor DIR (train one with `dareu train-attributor`)")
-    for name, path in runs.items():
-        meta_path = Path(path) / "eval" / "eval_meta.json"
-        if meta_path.is_file():
-            check_same_reference(read_json(meta_path), split, retain, f"run {path}")
-    out.mkdir(parents=True, exist_ok=True)
+    check_collected(runs, methods, split, retain)
+    out, _ = claim_run_dir(out, kind, overwrite=overwrite, reuse=True)
 
     # 2. reference rows, then each method: run (or collect), evaluate (cached in the run folder)
     rows: dict[str, dict] = {}
@@ -104,8 +119,9 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
             seconds = read_json(run_dir / "wall_seconds.json")["seconds"]
         if get_status(run_dir)["state"] != "done":
             raise DareUError(f"run {run_dir} is not done (status {get_status(run_dir)['state']}); resume or re-run it")
-        rows[method] = _evaluated(str(run_dir / "model"), world, split, run_dir / "eval", attributor, retain,
-                                  seconds, say)
+        eval_dir = out / "collected" / method / "eval" if method in runs else run_dir / "eval"
+        rows[method] = _evaluated(str(run_dir / "model"), world, split, eval_dir, attributor, retain, seconds, say,
+                                  cached=[run_dir / "eval"] if method in runs else [])
     report = {"world": str(world), "split": split, "retain_model": retain, "attributor": attributor,
               "methods": [m for m in methods], "rows": rows, "pareto_front": pareto_front(rows, methods)}
     write_json(out / "report.json", report)
@@ -114,18 +130,21 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
     return report
 
 
-def _evaluated(model_dir: str, world: str, split: str, eval_dir: Path, attributor, retain: str, seconds, say) -> dict:
-    """The run's eval.json when it was made against the same references, else a fresh evaluation."""
+def _evaluated(model_dir: str, world: str, split: str, eval_dir: Path, attributor, retain: str, seconds, say,
+               cached: list[Path] = ()) -> dict:
+    """The eval.json in `eval_dir` (or in a `cached` folder of a collected run, read only) when it was made against
+    the same references, else a fresh evaluation into `eval_dir`."""
     from dareu.evaluation import run_eval
 
-    meta_path = eval_dir / "eval_meta.json"
-    if meta_path.is_file():
-        meta = read_json(meta_path)
-        check_same_reference(meta, split, retain, str(eval_dir))
-        if meta.get("attributor") == attributor and meta.get("model") == model_dir:
-            return row_from_eval(read_json(eval_dir / "eval.json"), seconds)
+    for folder in [*cached, eval_dir]:
+        meta_path = folder / "eval_meta.json"
+        if meta_path.is_file():
+            meta = read_json(meta_path)
+            check_same_reference(meta, split, retain, str(folder))
+            if meta.get("attributor") == attributor and meta.get("model") == model_dir:
+                return row_from_eval(read_json(folder / "eval.json"), seconds)
     say(f"[compare] evaluating {model_dir}")
-    results = run_eval(model_dir, world, split, eval_dir, attributor, overwrite=True)
+    results = run_eval(model_dir, world, split, eval_dir, attributor, overwrite=eval_dir.exists())
     return row_from_eval(results, seconds)
 
 

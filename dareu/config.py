@@ -19,6 +19,16 @@ from dareu.errors import DareUError
 C = TypeVar("C")
 
 
+def _configs_dir() -> Path:
+    """The shipped YAML configs: `configs/` beside the packages in a checkout (or an editable install), the copy
+    installed as package data (`dareu/configs/`, see setup.py) otherwise."""
+    checkout = Path(__file__).resolve().parents[1] / "configs"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "configs"
+
+
+CONFIGS_DIR = _configs_dir()
+
+
 def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with help text (shown by `dareu config` and in --help epilogs)."""
     kw: dict[str, Any] = {"metadata": {"help": help}}
@@ -27,6 +37,28 @@ def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any
     else:
         kw["default"] = default
     return dataclasses.field(**kw)
+
+
+class BadValue(DareUError):
+    """A config value out of its range or choices; `from_dict` prefixes the key with its section."""
+
+    def __init__(self, key: str, value: Any, rule: str):
+        self.key, self.value, self.rule = key, value, rule
+        super().__init__(f"config key {key!r} {rule}, got {value!r}")
+
+
+def require(cfg: Any, key: str, ok: bool, rule: str) -> None:
+    """Raise BadValue for `cfg.key` unless `ok`; called from a config dataclass's __post_init__."""
+    if not ok:
+        raise BadValue(key, getattr(cfg, key), rule)
+
+
+def require_choice(cfg: Any, key: str, choices: Any) -> None:
+    value = getattr(cfg, key)
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise BadValue(key, value, f"must be one of {', '.join(sorted(str(c) for c in choices))}{hint}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -105,6 +137,9 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, root: type | None = Non
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in types:
+            while isinstance(value, dict) and value:  # trian.learning_rate: match the whole dotted key
+                key, value = next(iter(value.items()))
+                full = f"{full}.{key}"
             raise _unknown(full, cls, root)
         tp = types[key]
         if dataclasses.is_dataclass(tp):
@@ -113,7 +148,10 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, root: type | None = Non
             kwargs[key] = from_dict(tp, value, root, full + ".")
         else:
             kwargs[key] = _coerce(value, tp, full)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except BadValue as err:  # name the key as the user writes it, section included
+        raise BadValue(prefix + err.key, err.value, err.rule) from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -178,15 +216,17 @@ def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(key, default, help) rows for every field, for `dareu config` and the README."""
+def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, Any, str]]:
+    """(key, default, help) rows for every field, for --help and the README. Defaults are read from an instance,
+    so a section built by a factory with its own values (e.g. a longer base training) shows those."""
+    instance = cls() if instance is None else instance
     rows = []
     types = _field_types(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
+        value = getattr(instance, f.name)
         if dataclasses.is_dataclass(types[f.name]):
-            rows.extend(describe(types[f.name], key + "."))
+            rows.extend(describe(types[f.name], key + ".", value))
         else:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((key, default, f.metadata.get("help", "")))
+            rows.append((key, value, f.metadata.get("help", "")))
     return rows

@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dareu.config import field
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from dareu.config import CONFIGS_DIR, field
 
 
 @dataclass
@@ -33,33 +31,42 @@ class DemoConfig:
 
 def _resolve(path: str) -> Path:
     p = Path(path)
-    return p if p.is_absolute() or p.exists() else CONFIGS.parent / p
+    if p.is_absolute() or p.exists():
+        return p
+    # "configs/..." names a shipped config, wherever the package is installed
+    return CONFIGS_DIR / p.relative_to("configs") if p.parts[:1] == ("configs",) else CONFIGS_DIR.parent / p
+
+
+# what a demo writes into its folder; starting over deletes these and nothing else
+DEMO_ENTRIES = ("world", "attributor", "runs", "collected", "references", "report.json", "report.md", "pareto.png",
+                "attribution.png", "demo_config.json")
 
 
 def check_demo_out(out: Path, cfg: DemoConfig, overwrite: bool) -> None:
     """A demo folder is reused only with the settings it was made with: its cached attributor and runs
     would silently stand for other settings. `overwrite` starts it over, keeping the world when its own
-    settings did not change (`prepare` checks those itself)."""
+    settings did not change (`prepare` checks those itself). A folder that is not a demo is never touched."""
     import shutil
 
     from dareu.config import to_dict
     from dareu.errors import DareUError
-    from dareu.prepare import _diff
-    from dareu.runs import read_json
+    from dareu.runs import changed_keys, claim_run_dir, read_json
 
+    out, existed = claim_run_dir(out, "demo", reuse=True)
     saved = out / "demo_config.json"
-    if not saved.is_file():
+    if not existed or not saved.is_file():
         return
     old, new = read_json(saved), to_dict(cfg)
     if old == new:
         return
-    diff = sorted(_diff(old, new))
+    diff = changed_keys(old, new)
     if not overwrite:
         raise DareUError(f"--out {out} holds a demo made with other settings (differs in {', '.join(diff[:4])}); "
                          "pass --overwrite to start it over or choose another --out")
     keep_world = all(old.get(k) == new.get(k) for k in ("prepare_config", "prepare_overrides"))
-    for path in out.iterdir():
-        if not (keep_world and path.name == "world"):
+    for name in DEMO_ENTRIES:
+        path = out / name
+        if path.exists() and not (keep_world and name == "world"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
@@ -105,7 +112,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, console=None, overwrite: bool = F
     overrides = {m: list(cfg.baseline_overrides) for m in cfg.methods if m != "dareu"}
     overrides["dareu"] = list(cfg.dareu_overrides)
     report = compare(str(out / "world"), cfg.split, cfg.methods, out, str(attributor), method_overrides=overrides,
-                     console=console)
+                     console=console, kind="demo")
     stages["compare"] = time.time() - t
     report["stages_seconds"] = {**stages, "total": time.time() - start}
     write_json(out / "report.json", report)

@@ -24,7 +24,7 @@ from dareu.config import field, save_config, to_dict
 from dareu.data import RETAIN_OF
 from dareu.errors import DareUError
 from dareu.modeling import ModelConfig
-from dareu.runs import read_json, write_json
+from dareu.runs import changed_keys, claim_run_dir, read_json, write_json
 from dareu.sft import TrainConfig
 from dareu.world import FORGET_PERCENTS, WorldConfig
 
@@ -125,31 +125,16 @@ def check_config(cfg: PrepareConfig) -> None:
 
 
 def check_out(out: Path, cfg: PrepareConfig, overwrite: bool) -> None:
-    """A world folder may be reused only by the same config; anything else needs --overwrite."""
-    if not out.exists() or not any(out.iterdir()):
-        return
+    """A world folder may be reused only by the same config (its artifacts are cached and resumable);
+    `overwrite` rebuilds a world, and nothing but a world is ever written or deleted."""
+    out, existed = claim_run_dir(out, "world", overwrite=overwrite, reuse=True)
     saved = out / "prepare_config.json"
-    if overwrite:
-        shutil.rmtree(out)
-        return
-    if not saved.is_file():
-        raise DareUError(f"--out {out} exists and is not a DareU world; pass --overwrite to replace it or choose another --out")
-    old = read_json(saved)
-    if old != to_dict(cfg):
-        diff = sorted(_diff(old, to_dict(cfg)))
-        raise DareUError(f"--out {out} holds a world made with another config (differs in {', '.join(diff[:4])}); "
-                         "pass --overwrite to rebuild it or choose another --out")
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = set(a) | set(b)
-    out = []
-    for k in keys:
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _diff(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            out.append(prefix + k)
-    return out
+    if existed and saved.is_file():
+        old = read_json(saved)
+        if old != to_dict(cfg):
+            diff = changed_keys(old, to_dict(cfg))
+            raise DareUError(f"--out {out} holds a world made with another config (differs in {', '.join(diff[:4])}); "
+                             "pass --overwrite to rebuild it or choose another --out")
 
 
 def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, console=None) -> dict:

@@ -5,28 +5,70 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dareu.config import field
+from dareu.config import field, require
 from rl.placement import PlacementConfig
-from rl.ppo import PPOConfig
 from rl.rewards import RewardConfig
 
 
 @dataclass
+class PPOConfig:
+    """PPO's settings; the numbered details they follow are in rl/ppo.py."""
+
+    ppo_epochs: int = field(2, help="Passes over each rollout batch.")
+    num_minibatches: int = field(2, help="Minibatches per pass (the rollout batch is split evenly).")
+    gamma: float = field(1.0, help="Discount; 1 for a single scalar score per completion.")
+    gae_lambda: float = field(0.95, help="GAE lambda.")
+    clip_coef: float = field(0.2, help="Clip range of the probability ratio.")
+    clip_vloss: bool = field(True, help="Clip the value loss around the old values (detail 10).")
+    vf_coef: float = field(0.1, help="Weight of the value loss.")
+    ent_coef: float = field(0.0, help="Weight of the entropy bonus.")
+    kl_coef: float = field(0.05, help="Per-token KL penalty to the reference model, inside the reward.")
+    norm_adv: bool = field(True, help="Normalise advantages per minibatch (detail 8).")
+    anneal_lr: bool = field(True, help="Anneal the learning rate linearly to 0 (detail 5).")
+    target_kl: float = field(0.0, help="Stop a pass early when approx_kl exceeds this (0 disables).")
+
+    def __post_init__(self):
+        for key in ("ppo_epochs", "num_minibatches"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
+        for key in ("gamma", "gae_lambda"):
+            require(self, key, 0 <= getattr(self, key) <= 1, "must be in [0, 1]")
+        require(self, "clip_coef", self.clip_coef > 0, "must be > 0")
+        for key in ("vf_coef", "ent_coef", "kl_coef", "target_kl"):
+            require(self, key, getattr(self, key) >= 0, "must be >= 0")
+
+
+@dataclass
 class AuxConfig:
-    forget: str = field("npo", help="Likelihood-space forget term from the objectives registry (npo, flat, satimp, "
+    forget: str = field("fact_npo", help="Likelihood-space forget term from the objectives registry (npo, flat, satimp, "
                                     "simnpo, ...) or 'none'. The reward alone changes what the model says, not what "
                                     "it knows (see the README); this term moves the likelihoods.")
-    forget_params: dict[str, float] = field(default_factory=lambda: {"beta": 0.1},
-                                            help="Parameters of the forget objective, e.g. {beta: 0.1}.")
+    forget_params: dict[str, float] = field(default_factory=lambda: {"beta": 0.2},
+                                            help="Parameters of the forget objective, e.g. {beta: 0.2}.")
     forget_coef: float = field(1.0, help="Weight of the forget term.")
     retain: Literal["nll", "kl", "none"] = field("nll", help="Retain term: NLL on retain QA, KL distillation from "
                                                               "the reference on retain QA, or none.")
-    retain_coef: float = field(2.0, help="Weight of the retain term (KL to the reference alone does not keep utility).")
+    retain_coef: float = field(3.0, help="Weight of the retain term (KL to the reference alone does not keep utility).")
     batch_size: int = field(8, help="Forget and retain QA per auxiliary batch.")
+
+    def __post_init__(self):
+        if self.forget not in ("none", "fact_npo"):  # the registry imports torch: only for a non-default name
+            from dareu.objectives import OBJECTIVES
+
+            require(self, "forget", self.forget in OBJECTIVES.names(),
+                    f"must be none or a registered objective ({', '.join(OBJECTIVES.names())})")
+        require(self, "forget_coef", self.forget_coef >= 0, "must be >= 0")
+        require(self, "retain_coef", self.retain_coef >= 0, "must be >= 0")
+        require(self, "batch_size", self.batch_size >= 1, "must be >= 1")
 
 
 @dataclass
 class DareUConfig:
+    method: str = field("dareu", help="Always dareu (the loss-based methods have their own run configs).")
+    world: str = field("", help="World folder (from `dareu prepare`) holding the splits (--world).")
+    split: str = field("forget10", help="Forget split (--split).")
+    model: str = field("", help="Model to unlearn: a model folder, a run folder or an HF id; empty = the world's "
+                                "target (--model).")
+    attributor: str = field("", help="Attribution model folder whose scores are the reward (--attributor).")
     learner: Literal["grpo", "rloo", "ppo"] = field("grpo", help="RL algorithm: TRL GRPO, TRL RLOO, or our PPO.")
     max_steps: int = field(200, help="Learner steps (one rollout batch each).")
     learning_rate: float = field(4e-4, help="Peak learning rate (constant for GRPO/RLOO, annealed for PPO).")
@@ -55,3 +97,14 @@ class DareUConfig:
     learner_cpus: int = field(1, help="CPUs of the Ray Train learner worker (on CPU machines).")
     placement: PlacementConfig = field(default_factory=PlacementConfig, help="Where each role runs and with what "
                                        "(rl/placement.py); the default keeps rollouts inside the learner.")
+
+    def __post_init__(self):
+        require(self, "method", self.method == "dareu", "must be dareu")
+        for key in ("max_steps", "batch_size", "num_generations", "max_completion_length", "lora_r", "save_steps",
+                    "learner_cpus"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
+        for key in ("learning_rate", "temperature", "max_grad_norm"):
+            require(self, key, getattr(self, key) > 0, "must be > 0")
+        for key in ("rl_coef", "beta", "eval_every", "scorer_restarts"):
+            require(self, key, getattr(self, key) >= 0, "must be >= 0")
+        require(self, "utility_floor", 0 < self.utility_floor <= 1, "must be in (0, 1] (a fraction of the target's)")

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -22,25 +21,34 @@ import traceback
 from pathlib import Path
 
 from dareu.errors import DareUError
+from dareu.unlearn.config import method_yaml
 from rl.config import DareUConfig
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "methods" / "dareu.yaml"
+DEFAULT_CONFIG = method_yaml("dareu")
 
 
-def load_dareu_config(args: argparse.Namespace) -> DareUConfig:
-    from dareu.config import load_config
+def load_dareu_config(overrides: list[str] | None = None, config: str | Path | None = None,
+                      flags: dict | None = None) -> DareUConfig:
+    """The shipped `dareu.yaml` <- the user's `config` file (layered over it, never instead of it) <- `flags`
+    (a nested dict from the command-line flags) <- key=value `overrides`: the same order as the loss-based methods."""
+    from dareu.config import from_dict, merge, parse_overrides, read_yaml
 
-    flags = [f"learner={args.learner}"] if getattr(args, "learner", None) else []
-    if getattr(args, "max_steps", None):
-        flags.append(f"max_steps={args.max_steps}")
-    if getattr(args, "lora", False):
-        flags.append("lora=true")
-    path = getattr(args, "config", None) or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    return load_config(DareUConfig, path, list(getattr(args, "overrides", None) or []) + flags)
+    data = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG else {}
+    if config:
+        data = merge(data, read_yaml(config))
+    data = merge(merge(data, flags or {}), parse_overrides(overrides or []))
+    if data.get("method", "dareu") != "dareu":
+        raise DareUError(f"config says method {data['method']!r} but this is a dareu run")
+    data["method"] = "dareu"
+    return from_dict(DareUConfig, data)
 
 
-def preflight(cfg: DareUConfig, world: str, split: str, model: str, attributor: str | None) -> dict:
+def preflight(cfg: DareUConfig) -> dict:
     """Every input check that needs no Ray and no training. Returns what the run needs."""
+    world, split, attributor = cfg.world, cfg.split, cfg.attributor
+    model = cfg.model or str(Path(world) / "models" / "target")
+    if not world:
+        raise DareUError("no world given; pass --world W (a folder made by `dareu prepare`)")
     from attribution.attributor import read_info
     from dareu.data import check_forget_split, get_split, load_world
     from dareu.modeling import check_model_path, resolve_model_dir
@@ -122,33 +130,38 @@ def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[s
     trainer.fit()
 
 
-def run_unlearn(args: argparse.Namespace) -> int:
-    from dareu.config import save_config, to_dict
+def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resume: bool = False) -> dict:
+    """RL de-attribution per `cfg` into run folder `out`; returns the summary also written to summary.json."""
+    from dareu.config import from_dict, read_yaml, save_config, to_dict
     from dareu.evaluation import EvalConfig, cached_logs, run_eval
-    from dareu.runs import claim_out_dir, get_status, set_status, write_json
+    from dareu.runs import check_same_config, claim_run_dir, get_status, read_json, set_status, write_json
     from rl.curves import plot_curves
 
-    # 1. config and inputs
-    cfg = load_dareu_config(args)
-    world, split = args.world, args.split
-    model = args.model or str(Path(world) / "models" / "target")
-    need = preflight(cfg, world, split, model, getattr(args, "attributor", None))
-    resume = bool(getattr(args, "resume", False))
-    out = Path(args.out)
-    if resume and out.exists() and get_status(out)["state"] == "done":
-        raise DareUError(f"run {out} is already done; nothing to resume (use another --out or --overwrite)")
+    # 1. inputs
+    need = preflight(cfg)
+    world, split, attributor = cfg.world, cfg.split, cfg.attributor
     # 2. run folder and references
-    out = claim_out_dir(out, getattr(args, "overwrite", False), resume=resume)
-    save_config(cfg, out / "config.yaml")
-    write_json(out / "run.json", {"method": "dareu", "world": str(world), "split": split, "model": model,
-                                  "attributor": args.attributor, "learner": cfg.learner})
+    out, existed = claim_run_dir(out, "unlearn", overwrite=overwrite, resume=resume)
+    if existed:
+        saved_path = out / "config.yaml"
+        saved = read_yaml(saved_path) if saved_path.is_file() else {}
+        if saved.get("method") != "dareu":
+            raise DareUError(f"--resume: {out} is not a dareu run ({saved.get('method') or 'no config.yaml'}); "
+                             "choose another --out")
+        check_same_config(to_dict(from_dict(DareUConfig, saved)), to_dict(cfg), saved_path)
+        if get_status(out)["state"] == "done":
+            raise DareUError(f"run {out} is already done; nothing to resume (use another --out or --overwrite)")
+    else:
+        save_config(cfg, out / "config.yaml")
+        write_json(out / "run.json", {"method": "dareu", "world": str(world), "split": split,
+                                      "model": need["model_dir"], "attributor": attributor, "learner": cfg.learner})
     set_status(out, "running")
     start = time.time()
     try:
         ref_dir = str(Path(world) / "models" / f"retain-{split}")
         retain_logs = cached_logs(ref_dir, need["data"], split, EvalConfig(), Path(world) / "eval" / f"retain-{split}") \
             if Path(ref_dir).is_dir() else None
-        config = {"cfg": to_dict(cfg), "run_dir": str(out.resolve()), "world": str(Path(world).resolve()),
+        config = {"cfg": cfg, "run_dir": str(out.resolve()), "world": str(Path(world).resolve()),
                   "split": split, "model": str(Path(need["model_dir"]).resolve()) if Path(need["model_dir"]).exists()
                   else need["model_dir"], "retain_logs": retain_logs, "templates": "idk"}
         # 3-5. Ray, the scorer actor, the learner
@@ -165,7 +178,7 @@ def run_unlearn(args: argparse.Namespace) -> int:
             plan.reserve()
             try:
                 name = f"dareu-scorer-{os.getpid()}-{int(start)}"
-                scorer = plan.start("scorer", ScorerActor, str(Path(args.attributor).resolve()), name=name,
+                scorer = plan.start("scorer", ScorerActor, str(Path(attributor).resolve()), name=name,
                                     restarts=cfg.scorer_restarts)
                 workers = start_workers(plan, out, config["model"], cfg) if cfg.placement.rollout.count else []
                 # fail here, not mid-run, if an actor cannot start
@@ -176,23 +189,22 @@ def run_unlearn(args: argparse.Namespace) -> int:
         # 6. final evaluation and curves
         eval_dir = out / "eval"
         shutil.rmtree(eval_dir, ignore_errors=True)
-        results = run_eval(str(out / "model"), world, split, eval_dir, args.attributor)
+        results = run_eval(str(out / "model"), world, split, eval_dir, attributor)
         shutil.copy(eval_dir / "eval.json", out / "eval.json")
-        from dareu.runs import read_json
-
         history = read_json(out / "trainer_log.json")
         plot_curves(history, out / "curves.png")
         summary = {k: results[k]["agg_value"] for k in ("forget_quality", "model_utility", "forget_attribution",
                                                         "fact_leakage", "fact_leakage_sampled") if k in results}
         best = read_json(out / "best.json") if (out / "best.json").exists() else None
-        write_json(out / "summary.json", {**summary, "best": best, "seconds": time.time() - start})
+        summary = {**summary, "best": best, "seconds": time.time() - start}
+        write_json(out / "summary.json", summary)
         set_status(out, "done", seconds=time.time() - start, steps=cfg.max_steps)
         print(f"done: {out} ({time.time() - start:.0f}s) " + " ".join(f"{k}={v:.3g}" for k, v in summary.items()
-                                                                       if v is not None))
+                                                                       if isinstance(v, float)))
         if best:
             print(f"best checkpoint above the utility floor: step {best['step']} "
                   f"(forget_quality={best['forget_quality']:.3g}, model_utility={best['model_utility']:.3g}) in {out / 'best'}")
-        return 0
+        return summary
     except DareUError:
         set_status(out, "failed", reason=traceback.format_exc(limit=1).strip().splitlines()[-1])
         raise

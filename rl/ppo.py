@@ -27,23 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dareu.config import field
-
-
-@dataclass
-class PPOConfig:
-    ppo_epochs: int = field(2, help="Passes over each rollout batch.")
-    num_minibatches: int = field(2, help="Minibatches per pass (the rollout batch is split evenly).")
-    gamma: float = field(1.0, help="Discount; 1 for a single scalar score per completion.")
-    gae_lambda: float = field(0.95, help="GAE lambda.")
-    clip_coef: float = field(0.2, help="Clip range of the probability ratio.")
-    clip_vloss: bool = field(True, help="Clip the value loss around the old values (detail 10).")
-    vf_coef: float = field(0.1, help="Weight of the value loss.")
-    ent_coef: float = field(0.0, help="Weight of the entropy bonus.")
-    kl_coef: float = field(0.05, help="Per-token KL penalty to the reference model, inside the reward.")
-    norm_adv: bool = field(True, help="Normalise advantages per minibatch (detail 8).")
-    anneal_lr: bool = field(True, help="Anneal the learning rate linearly to 0 (detail 5).")
-    target_kl: float = field(0.0, help="Stop a pass early when approx_kl exceeds this (0 disables).")
+from rl.config import PPOConfig
 
 
 class ValueHead(torch.nn.Module):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dareu.config import field
+from dareu.config import field, require, require_choice
 from dareu.registry import Registry
 
 REWARDS: Registry[Callable[..., np.ndarray]] = Registry("reward")
@@ -35,6 +35,12 @@ class RewardConfig:
                                                "against the starting model's answers about strangers asked the same "
                                                "question (rl/plausibility.py); 0 disables it.")
     strangers: int = field(4, help="Fabricated names the plausibility term asks about instead of the owner.")
+
+    def __post_init__(self):
+        require_choice(self, "name", REWARDS.names())
+        for key in ("none_bonus", "min_words", "max_words", "length_coef", "plausibility_coef"):
+            require(self, key, getattr(self, key) >= 0, "must be >= 0")
+        require(self, "strangers", self.strangers >= 1, "must be >= 1")
 
 
 @REWARDS.register("deattribution")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from dareu.config import from_dict
 from dareu.runs import write_json
 from rl.config import DareUConfig
 
@@ -45,7 +44,8 @@ def forget_dataset(rows, tok):
 
 
 def train_loop(config: dict) -> None:
-    """Entry point of the Ray Train worker. `config` holds plain values only (it is pickled)."""
+    """Entry point of the Ray Train worker. `config["cfg"]` is the run's typed DareUConfig (Ray pickles it); the
+    rest are the resolved paths and the retain model's reference logs."""
     from dareu.data import load_world
     from dareu.evaluation import EvalConfig, evaluate_model
     from dareu.modeling import load_model, load_tokenizer
@@ -54,7 +54,7 @@ def train_loop(config: dict) -> None:
     from rl.learners import LEARNERS, AttributionReward, AuxTerms
     from rl.scorer import RemoteAttributor
 
-    cfg = from_dict(DareUConfig, config["cfg"])
+    cfg: DareUConfig = config["cfg"]
     run_dir = Path(config["run_dir"])
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or config.get("threads", 1)
     torch.set_num_threads(max(1, threads))

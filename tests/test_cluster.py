@@ -5,7 +5,6 @@ workers and the scorer are killed mid-run."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -142,11 +141,11 @@ def _cfg(*overrides: str):
     return load_config(DareUConfig, REPO / "configs" / "methods" / "dareu.yaml", list(overrides))
 
 
-def _unlearn_args(world, attributor, out, overrides, **kw):
-    ns = dict(world=str(world), split="forget10", model=None, attributor=str(attributor), out=str(out),
-              overwrite=False, resume=False, config=None, learner=None, max_steps=None, lora=False,
-              overrides=overrides)
-    return argparse.Namespace(**{**ns, **kw})
+def _run_config(world, attributor, overrides):
+    from rl.launch import load_dareu_config
+
+    return load_dareu_config(overrides, flags={"world": str(world), "attributor": str(attributor),
+                                               "model": str(world / "models" / "target")})
 
 
 # -- bad input: one clear line each, never a hang ---------------------------------------------------
@@ -201,7 +200,7 @@ def test_more_gpus_than_the_cluster_has_names_what_is_missing(connected, tiny_wo
     overrides = ["learner=ppo", "placement.rollout.count=2", "placement.rollout.num_gpus=1", "max_steps=2", *RUN]
     start = time.time()
     with pytest.raises(DareUError, match=r"placement needs 2 GPU \(rollout 2x1\) but the cluster has 0 GPU available"):
-        run_unlearn(_unlearn_args(tiny_world, tiny_attributor, out, overrides))
+        run_unlearn(_run_config(tiny_world, tiny_attributor, overrides), out)
     assert time.time() - start < 300  # an error, not a wait
     assert read_json(out / "status.json")["state"] == "failed"
 
@@ -306,7 +305,7 @@ def test_run_completes_its_planned_steps_when_the_scorer_and_a_rollout_worker_ar
 
     thread = threading.Thread(target=kill_when_training, daemon=True)
     thread.start()
-    assert run_unlearn(_unlearn_args(tiny_world, tiny_attributor, out, overrides)) == 0
+    assert run_unlearn(_run_config(tiny_world, tiny_attributor, overrides), out)["seconds"] > 0
     thread.join(timeout=60)
     assert killed.get("last_checkpoint_at_kill") is False  # the kill landed mid-run
     assert killed["restarted"] == [True, True]

@@ -9,13 +9,13 @@ import pytest
 from dareu.cli import main
 from dareu.compare import COLUMNS, check_same_reference, pareto_front
 from dareu.errors import DareUError
-from dareu.runs import read_json, write_json
+from dareu.runs import MARKER, claim_run_dir, read_json, write_json
 
 
 @pytest.fixture(scope="module")
 def fast_demo(tiny_world, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    out.mkdir()
+    claim_run_dir(out, "demo")  # a demo folder whose first stage is done:
     # the fast demo's world is the tiny world: reuse the session's (prepare sees valid stamps)
     shutil.copytree(tiny_world, out / "world", ignore=shutil.ignore_patterns("eval"))
     assert main(["demo", "--fast", "--out", str(out)]) == 0
@@ -69,14 +69,18 @@ def test_overwrite_starts_the_demo_over_but_keeps_a_world_of_the_same_settings(t
         write_json(out / "demo_config.json", to_dict(cfg))
         return out
 
+    def names(out):
+        return {p.name for p in out.iterdir()} - {MARKER}
+
     out = made(DemoConfig())
     check_demo_out(out, DemoConfig(), overwrite=False)  # same settings: everything stays
-    assert {p.name for p in out.iterdir()} == {"world", "attributor", "runs", "report.json", "demo_config.json"}
+    assert names(out) == {"world", "attributor", "runs", "report.json", "demo_config.json"}
     check_demo_out(out, DemoConfig(attributor_kind="llm"), overwrite=True)
-    assert [p.name for p in out.iterdir()] == ["world"]
+    assert names(out) == {"world"}
     out = made(DemoConfig())
+    (out / "notes.txt").write_text("mine")  # a file the demo did not write survives starting over
     check_demo_out(out, DemoConfig(prepare_overrides=[]), overwrite=True)  # another world: nothing kept
-    assert list(out.iterdir()) == []
+    assert names(out) == {"notes.txt"}
 
 
 def test_compare_refuses_runs_evaluated_against_another_retain_model(fast_demo, tmp_path):

@@ -3,7 +3,6 @@ gradient, a killed run resumes to the planned step count, and bad input stops be
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -125,11 +124,12 @@ def test_auxiliary_flat_term_moves_parameters_when_the_rl_advantage_is_zero(tiny
     assert moved("flat") > 0.0
 
 
-def _unlearn_args(tiny_world, tiny_attributor, out, **kw):
-    ns = dict(world=str(tiny_world), split="forget10", model=None, attributor=str(tiny_attributor), out=str(out),
-              overwrite=False, resume=False, config=None, learner=None, max_steps=None, lora=False, overrides=[])
-    ns.update(kw)
-    return argparse.Namespace(**ns)
+def _run_config(tiny_world, tiny_attributor, overrides=(), model=None):
+    """The typed config `dareu unlearn --method dareu` builds from these flags."""
+    from rl.launch import load_dareu_config
+
+    return load_dareu_config(list(overrides), flags={"world": str(tiny_world), "attributor": str(tiny_attributor),
+                                                     "model": model or str(tiny_world / "models" / "target")})
 
 
 def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path):
@@ -139,8 +139,7 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
 
     assert not ray.is_initialized()
     with pytest.raises(DareUError, match="not divisible by num_generations"):
-        run_unlearn(_unlearn_args(tiny_world, tiny_attributor, tmp_path / "a", overrides=["batch_size=10",
-                                                                                          "num_generations=4"]))
+        run_unlearn(_run_config(tiny_world, tiny_attributor, ["batch_size=10", "num_generations=4"]), tmp_path / "a")
     # an attributor whose classes are another world's owners
     other = tmp_path / "other-att"
     import shutil
@@ -150,7 +149,7 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
     info["owners"] = [f"Someone {i}" for i in range(len(info["owners"]) - 1)] + ["none"]
     (other / "attributor.json").write_text(__import__("json").dumps(info))
     with pytest.raises(DareUError, match="trained on another benchmark"):
-        run_unlearn(_unlearn_args(tiny_world, other, tmp_path / "b"))
+        run_unlearn(_run_config(tiny_world, other), tmp_path / "b")
     # a forget split with no prompts
     empty = tmp_path / "empty-world"
     from dareu.data import load_world
@@ -159,15 +158,15 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
     data["forget10"] = data["forget10"].map(lambda r: {"question": " "})
     data.save_to_disk(str(empty / "data"))
     with pytest.raises(DareUError, match="holds no prompts"):
-        run_unlearn(_unlearn_args(empty, tiny_attributor, tmp_path / "c", model=str(tiny_world / "models" / "target")))
+        run_unlearn(_run_config(empty, tiny_attributor, model=str(tiny_world / "models" / "target")), tmp_path / "c")
     # the fact forget term on answers that state no fact (TOFU's layout)
     bare = tmp_path / "bare-world"
     data = load_world(tiny_world)
     data["forget10"] = data["forget10"].map(lambda r: {"fact": ""})
     data.save_to_disk(str(bare / "data"))
     with pytest.raises(DareUError, match="state no `fact`.*npo"):
-        run_unlearn(_unlearn_args(bare, tiny_attributor, tmp_path / "d", model=str(tiny_world / "models" / "target"),
-                                  overrides=["aux.forget=fact_npo"]))
+        run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_npo"], str(tiny_world / "models" / "target")),
+                    tmp_path / "d")
     assert not ray.is_initialized()
     assert not any((tmp_path / x).exists() for x in "abd")
 

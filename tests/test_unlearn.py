@@ -198,7 +198,7 @@ def test_existing_out_is_not_overwritten_without_overwrite(tiny_world, tmp_path)
     out = tmp_path / "r"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(DareUError, match="--overwrite"):
+    with pytest.raises(DareUError, match="not made by DareU"):
         run_unlearn(config(tiny_world, "ga"), out)
     assert (out / "keep.txt").read_text() == "mine"
 

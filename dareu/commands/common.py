@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 
 
-def add_config_flags(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+def add_config_flags(p: argparse.ArgumentParser, cls: type, default_config: str | None = None) -> None:
+    """--config and key=value overrides; the help's example is a real key of `cls`, with its default."""
+    from dareu.config import describe
+
+    key, default, _ = describe(cls)[0]
     p.add_argument("--config", default=default_config, help="YAML config file (default: %(default)s)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. world.seed=3")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help=f"config overrides, e.g. {key}={default} (every key is listed below)")
 
 
 def config_epilog(cls) -> str:

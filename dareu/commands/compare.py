@@ -14,6 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", action="append", default=[], metavar="METHOD=DIR",
                    help="use an existing run folder for METHOD instead of training it (repeatable)")
     p.add_argument("--out", required=True, help="comparison folder: report.json, report.md, pareto.png, attribution.png")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing comparison folder (collected --run folders are only read, never written)")
     p.add_argument("overrides", nargs="*", metavar="METHOD:key=value",
                    help="per-method overrides, e.g. npo:train.max_steps=50 dareu:max_steps=100")
 
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault(method, []).append(kv)
     methods = [m for m in args.methods.split(",") if m]
     out = console()
-    compare(args.world, args.split, methods, args.out, args.attributor, runs, overrides, console=out)
+    compare(args.world, args.split, methods, args.out, args.attributor, runs, overrides, console=out,
+            overwrite=args.overwrite)
     out.print((__import__("pathlib").Path(args.out) / "report.md").read_text())
     return 0

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", action="store_true", help="the cheap in-training subset (config key fast=true)")
     p.add_argument("--out", required=True, help="folder to write eval.json into")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    add_config_flags(p)
+    add_config_flags(p, EvalConfig)
     p.epilog = config_epilog(EvalConfig)
 
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from dareu.evaluation import aggregate_logs, run_eval
     from dareu.evaluation.config import EvalConfig
     from dareu.evaluation.report import render
-    from dareu.runs import claim_out_dir, write_json
+    from dareu.runs import claim_run_dir, write_json
 
     from dareu.modeling import set_threads
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.model:
             raise DareUError("--logs aggregates existing logs; drop --model (or drop --logs to evaluate the model)")
         results = aggregate_logs(args.logs, args.retain_logs, args.retain_seed2_logs)
-        folder = claim_out_dir(args.out, args.overwrite)
+        folder, _ = claim_run_dir(args.out, "eval", overwrite=args.overwrite)
         write_json(folder / "eval.json", results)
         render(results, out, title=f"eval: logs {args.logs}")
     elif args.muse:
@@ -80,7 +80,7 @@ def _muse(args, cfg) -> dict:
     from dareu.evaluation.reference import read_logs
     from dareu.evaluation.runner import _load
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
-    from dareu.runs import claim_out_dir, write_json
+    from dareu.runs import claim_run_dir, write_json
 
     if not args.model:
         raise DareUError("--muse needs --model RUN_OR_PATH")
@@ -89,7 +89,7 @@ def _muse(args, cfg) -> dict:
     check_model_path(model_dir)
     load_tokenizer(model_dir)
     retain = read_logs(args.retain_logs, "--retain-logs") if args.retain_logs else None
-    folder = claim_out_dir(args.out, args.overwrite)
+    folder, _ = claim_run_dir(args.out, "eval", overwrite=args.overwrite)
     model, tok = _load(model_dir)
     results = evaluate_muse(model, tok, data, retain_logs=retain, k=cfg.min_k)
     write_json(folder / "eval.json", results)

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from dareu.config import save_config
     from dareu.errors import DareUError
     from dareu.geffect.run import plan_run, run_geffect
-    from dareu.runs import claim_out_dir, set_status
+    from dareu.runs import claim_run_dir, set_status
 
     cfg = load_geffect_config(args)
     _, params = split_overrides(list(args.overrides or []))
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                              f"`dareu prepare --out {args.world}`")
         plan = plan_run(cfg, args.method, world=args.world, split=args.split or "forget10", model=args.model,
                         params=params, attributor=args.attributor)
-    out = claim_out_dir(args.out, args.overwrite)
+    out, _ = claim_run_dir(args.out, "geffect", overwrite=args.overwrite)
     save_config(cfg, out / "config.yaml")
     set_status(out, "running")
     con = console()

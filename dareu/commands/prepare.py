@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--out", default="runs/world", help="world folder to write (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a folder built with another config")
-    add_config_flags(p)
+    add_config_flags(p, PrepareConfig)
     p.epilog = config_epilog(PrepareConfig)
 
 

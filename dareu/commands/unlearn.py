@@ -14,37 +14,59 @@ examples:
   dareu unlearn --world W --method npo --split forget10 --out runs/npo
   dareu unlearn --world W --method flat --out runs/flat params.divergence=kl train.learning_rate=1e-4
   dareu unlearn --world W --method npo --out runs/npo --resume      # continue a killed run
+  dareu unlearn --world W --method dareu --attributor A --out runs/dareu max_steps=100
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from dareu.config import describe
     from dareu.unlearn.config import DataSettings, LoraSettings, TrainSettings
+    from rl.config import DareUConfig
 
     p.add_argument("--world", required=True, help="world folder made by `dareu prepare`")
     p.add_argument("--method", required=True, help="unlearning objective (ga, npo, flat, satimp, ...) or dareu (RL)")
     p.add_argument("--split", default="forget10", help="forget split (default: %(default)s)")
     p.add_argument("--model", default=None, help="model, model folder or run folder to unlearn (default: W/models/target)")
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides train.max_steps)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps, >= 1 (overrides train.max_steps, "
+                                                               "or max_steps for dareu)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora.enabled=true); the saved model is merged")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder (only a DareU run folder)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--config", default=None, help="method YAML to use instead of configs/methods/<method>.yaml")
+    p.add_argument("--config", default=None, help="YAML file layered over configs/methods/<method>.yaml "
+                                                  "(its keys override the shipped defaults)")
     p.add_argument("--attributor", default=None, help="attribution model folder (--method dareu only)")
-    p.add_argument("--learner", default=None, help="RL learner (--method dareu only)")
+    p.add_argument("--learner", default=None, help="RL learner: grpo, rloo or ppo (--method dareu only)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. params.beta=0.2")
     rows = [f"  {section}.{key} = {default!r}\n      {help_text}"
             for section, cls in (("train", TrainSettings), ("lora", LoraSettings), ("data", DataSettings))
             for key, default, help_text in describe(cls)]
-    p.epilog = EPILOG + "config keys (key=value; configs/methods/<method>.yaml overrides these defaults):\n" + \
-        "\n".join(rows)
+    skip = {"method", "world", "split", "model", "attributor"}  # set by the flags above
+    rl_rows = [f"  {key} = {default!r}\n      {help_text}" for key, default, help_text in describe(DareUConfig)
+               if key not in skip]
+    p.epilog = (EPILOG + "loss-based config keys (key=value; configs/methods/<method>.yaml overrides these "
+                "defaults; params.* are the method's own):\n" + "\n".join(rows) +
+                "\n\n--method dareu config keys (key=value; defaults from configs/methods/dareu.yaml):\n" +
+                "\n".join(rl_rows))
 
 
 def cli_flags(args: argparse.Namespace) -> dict:
     """The config values the flags set (they override the method YAML; key=value overrides them)."""
-    flags: dict = {"world": args.world, "split": args.split,
-                   "model": args.model or str(Path(args.world) / "models" / "target")}
+    if args.max_steps is not None and args.max_steps < 1:
+        raise DareUError(f"--max-steps {args.max_steps}: give a number of steps >= 1")
+    model = args.model or str(Path(args.world) / "models" / "target")
+    if args.method == "dareu":
+        flags: dict = {"world": args.world, "split": args.split, "model": model, "attributor": args.attributor or ""}
+        if args.learner:
+            flags["learner"] = args.learner
+        if args.max_steps is not None:
+            flags["max_steps"] = args.max_steps
+        if args.lora:
+            flags["lora"] = True
+        return flags
+    if args.attributor or args.learner:
+        raise DareUError("--attributor and --learner apply to --method dareu only; loss-based methods take none")
+    flags = {"world": args.world, "split": args.split, "model": model}
     if args.max_steps is not None:
         flags["train"] = {"max_steps": args.max_steps}
     if args.lora:
@@ -55,19 +77,20 @@ def cli_flags(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from dareu.modeling import set_threads
 
-    set_threads()
-    if args.method == "dareu":
-        from rl.launch import run_unlearn as run_rl
-
-        return run_rl(args)
     if args.overwrite and args.resume:
         raise DareUError("--overwrite and --resume contradict each other; pass one")
-    if args.attributor or args.learner:
-        raise DareUError("--attributor and --learner apply to --method dareu only; loss-based methods take none")
+    flags = cli_flags(args)
+    set_threads()
+    out = console()
+    if args.method == "dareu":
+        from rl.launch import load_dareu_config, run_unlearn as run_rl
+
+        cfg = load_dareu_config(args.overrides, args.config, flags)
+        run_rl(cfg, args.out, overwrite=args.overwrite, resume=args.resume)
+        return 0
     from dareu.unlearn import load_run_config, run_unlearn
 
-    cfg = load_run_config(args.method, args.overrides, args.config, cli_flags(args))
-    out = console()
+    cfg = load_run_config(args.method, args.overrides, args.config, flags)
     summary = run_unlearn(cfg, args.out, overwrite=args.overwrite, resume=args.resume, console=out)
     before, after = summary.get("before", {}), summary.get("after", {})
     for key in sorted(set(before) | set(after)):

@@ -12,18 +12,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--out", required=True, help="folder for the DatasetDict (save_to_disk)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    add_config_flags(p)
+    add_config_flags(p, WorldConfig)
     p.epilog = config_epilog(WorldConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     from dareu.config import load_config
-    from dareu.runs import claim_out_dir
+    from dareu.runs import claim_run_dir
     from dareu.world import WorldConfig, save_world
 
     cfg = load_config(WorldConfig, args.config, args.overrides)
-    out = claim_out_dir(args.out, args.overwrite)
-    out.rmdir()
-    save_world(cfg, out)
+    out, _ = claim_run_dir(args.out, "dataset", overwrite=args.overwrite)
+    save_world(cfg, out)  # beside the run marker; load_from_disk ignores it
     print(f"wrote {out}")
     return 0

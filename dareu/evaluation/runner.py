@@ -204,7 +204,7 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     from dareu.data import load_benchmark, load_tofu
     from dareu.evaluation.report import render
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
-    from dareu.runs import claim_out_dir, write_json
+    from dareu.runs import claim_run_dir, write_json
 
     say = console.print if console is not None else print
     start = time.time()
@@ -239,7 +239,7 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
         check_retain_model(ref_dir, split, retain_split)
         if world is not None and not retain_model and (world / "models" / f"retain-{split}-seed2").is_dir():
             seed2_dir = str(world / "models" / f"retain-{split}-seed2")
-    out = claim_out_dir(out_dir, overwrite)
+    out, _ = claim_run_dir(out_dir, "eval", overwrite=overwrite)
 
     # 2. the references (cached), then the model
     default_cache = Path.home() / ".cache" / "dareu" / "eval" / Path(world_or_benchmark).name

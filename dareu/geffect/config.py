@@ -16,7 +16,7 @@ class GEffectConfig:
                              help="Steps of the unlearning run at which G-effects are measured (0 = the given model).")
     max_steps: int = field(0, help="Length of the unlearning run; 0 = the last of `steps`. A measured step beyond "
                                    "it is an error.")
-    learning_rate: float = field(1e-5, help="Learning rate of the run's steps (dareu unlearn's default).")
+    learning_rate: float = field(1e-5, help="Learning rate of the steps measured (open-unlearning's TOFU recipe, for 1B-8B models).")
     optimizer: Literal["adam", "sgd"] = field("adam", help="adam (AdamW, as dareu unlearn) or plain sgd, whose step "
                                                           "is the one the G-effect's first-order prediction describes.")
     weight_decay: float = field(0.0, help="AdamW weight decay (the G-effect paper uses 0).")

@@ -68,11 +68,9 @@ def _method_config(method: str, params: list[str]):
     """The method's parameters: DareUConfig (configs/methods/dareu.yaml) for dareu, else the objective,
     with the same defaults `dareu unlearn` uses. `params` are key=value pairs without the `params.` prefix."""
     if method == "dareu":
-        from dareu.config import load_config
-        from rl.config import DareUConfig
-        from rl.launch import DEFAULT_CONFIG
+        from rl.launch import load_dareu_config
 
-        return load_config(DareUConfig, DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None, params)
+        return load_dareu_config(params)
     from dareu.unlearn import load_run_config
 
     return load_run_config(method, [f"params.{p}" for p in params]).params

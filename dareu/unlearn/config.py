@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dareu.config import field, from_dict, merge, parse_overrides, read_yaml
+from dareu.config import CONFIGS_DIR, field, from_dict, merge, parse_overrides, read_yaml, require, require_choice
 from dareu.errors import DareUError
 
-METHODS_DIR = Path(__file__).resolve().parents[2] / "configs" / "methods"
+METHODS_DIR = CONFIGS_DIR / "methods"
 
 
 @dataclass
@@ -44,6 +44,37 @@ class TrainSettings:
                                    "(in status.json); 0 = skip.")
     seed: int = field(0, help="Seed of the forget/retain/template pairing and of training.")
 
+    def __post_init__(self):
+        require(self, "learning_rate", self.learning_rate > 0, "must be > 0")
+        require(self, "max_steps", self.max_steps >= 0, "must be >= 1 (or 0 to derive the steps from epochs)")
+        require(self, "epochs", self.epochs > 0, "must be > 0")
+        for key in ("batch_size", "grad_accum", "save_steps", "save_total_limit", "logging_steps"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
+        require(self, "warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)")
+        require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
+        require(self, "max_grad_norm", self.max_grad_norm > 0, "must be > 0")
+        require(self, "probe_qa", self.probe_qa >= 0, "must be >= 0 (0 skips the probe)")
+        require(self, "trainable", _compiles(self.trainable), "must be a valid regular expression")
+        # transformers' own lists of names (imported only for a non-default value: --help stays fast)
+        if self.lr_scheduler != "constant_with_warmup":
+            from transformers.trainer_utils import SchedulerType
+
+            require_choice(self, "lr_scheduler", [s.value for s in SchedulerType])
+        if self.optim != "adamw_torch":
+            from transformers.training_args import OptimizerNames
+
+            require_choice(self, "optim", [o.value for o in OptimizerNames])
+
+
+def _compiles(pattern: str) -> bool:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
 
 @dataclass
 class LoraSettings:
@@ -53,6 +84,11 @@ class LoraSettings:
     dropout: float = field(0.05, help="LoRA dropout (Unlearn-Simple / SatImp configs: 0.05).")
     target_modules: str = field("all-linear", help="Modules to adapt: all-linear or a comma list (q_proj,v_proj).")
 
+    def __post_init__(self):
+        require(self, "r", self.r >= 1, "must be >= 1")
+        require(self, "alpha", self.alpha > 0, "must be > 0")
+        require(self, "dropout", 0 <= self.dropout < 1, "must be in [0, 1)")
+
 
 @dataclass
 class DataSettings:
@@ -61,11 +97,19 @@ class DataSettings:
                                        "file (.jsonl or one answer per line).")
     max_length: int = field(0, help="Truncate prompt + answer to this many tokens; 0 = no truncation.")
 
+    def __post_init__(self):
+        require(self, "max_length", self.max_length >= 0, "must be >= 0 (0 = no truncation)")
+
 
 def run_config_class(method: str) -> type:
     """The dataclass of a run of `method`: method/world/split/model, params (the objective), train, lora, data."""
     from dareu.objectives import OBJECTIVES
 
+    if method not in OBJECTIVES:
+        try:
+            OBJECTIVES.get(method)
+        except DareUError as err:  # the registry's message, plus the RL method
+            raise DareUError(f"{err}; and dareu (RL de-attribution, needs --attributor)") from None
     objective = OBJECTIVES.get(method)
     return dataclasses.make_dataclass(f"{objective.__name__}RunConfig", [
         ("method", str, field(method, help="Unlearning method (a registered objective).")),
@@ -86,11 +130,13 @@ def method_yaml(method: str) -> Path | None:
 
 def load_run_config(method: str, overrides: list[str] | None = None, config: str | Path | None = None,
                     flags: dict[str, Any] | None = None):
-    """Class defaults <- the method's YAML (or `config`) <- `flags` (nested dict from CLI flags) <- key=value
-    overrides. Every key is checked against the method's run config class."""
+    """Class defaults <- the method's shipped YAML <- the user's `config` file (layered over it) <- `flags` (nested
+    dict from CLI flags) <- key=value overrides. Every key is checked against the method's run config class."""
     cls = run_config_class(method)
-    path = config or method_yaml(method)
-    data = read_yaml(path) if path else {}
+    shipped = method_yaml(method)
+    data = read_yaml(shipped) if shipped else {}
+    if config:
+        data = merge(data, read_yaml(config))
     data = merge(data, flags or {})
     data = merge(data, parse_overrides(overrides or []))
     if data.get("method", method) != method:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dareu.config import from_dict, read_yaml, save_config, to_dict
 from dareu.errors import DareUError
-from dareu.runs import claim_out_dir, get_status, set_status, write_json
+from dareu.runs import check_same_config, claim_run_dir, get_status, set_status, write_json
 from dareu.unlearn.config import run_config_class
 
 
@@ -63,27 +63,16 @@ def check_run(cfg) -> Plan:
 
 
 def _resume_check(out: Path, cfg) -> bool:
-    """True when `out` holds a finished run. The saved config must match the one asked for."""
+    """True when `out` holds a finished run. The saved config must match the one asked for; it is never rewritten."""
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
         raise DareUError(f"--resume: {out} holds no config.yaml; it is not an unlearn run folder")
-    saved = from_dict(run_config_class(cfg.method), read_yaml(saved_path))
-    if to_dict(saved) != to_dict(cfg):
-        a, b = _flat(to_dict(saved)), _flat(to_dict(cfg))
-        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-        raise DareUError(f"--resume: the config differs from {saved_path} in {', '.join(diff)}; resume with the "
-                         "same method, flags and overrides")
+    saved = read_yaml(saved_path)
+    if saved.get("method") != cfg.method:
+        raise DareUError(f"--resume: {out} is a run of {saved.get('method')!r}, not {cfg.method!r}; resume it with "
+                         f"--method {saved.get('method')} or choose another --out")
+    check_same_config(to_dict(from_dict(run_config_class(cfg.method), saved)), to_dict(cfg), saved_path)
     return get_status(out).get("state") == "done"
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -156,15 +145,15 @@ def run_unlearn(cfg, out: str | Path, overwrite: bool = False, resume: bool = Fa
     plan = check_run(cfg)
     out = Path(out)
     checkpoint, before = None, {}
-    if resume and out.exists() and any(out.iterdir()):
+    out, existed = claim_run_dir(out, "unlearn", overwrite=overwrite, resume=resume)
+    if existed:
         if _resume_check(out, cfg):
             say(f"{out} is already done; nothing to resume")
             return get_status(out)
         checkpoint = last_checkpoint(out)
         before = get_status(out).get("before", {})
     else:
-        claim_out_dir(out, overwrite)
-    save_config(cfg, out / "config.yaml")
+        save_config(cfg, out / "config.yaml")
     set_status(out, "running", resumed_from=checkpoint, before=before)
     start = time.time()
 
