@@ -15,7 +15,8 @@ from dareu.cli import main
 def tfidf_run(tiny_world, tmp_path_factory):
     out = tmp_path_factory.mktemp("attr") / "A"
     rc = main(["train-attributor", "--world", str(tiny_world), "--kind", "tfidf", "--out", str(out)])
-    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert rc == (0 if report["all_ok"] else 1)  # a missed validation bar is written, and the exit code says so
     return out
 
 
