@@ -13,4 +13,4 @@ from attribution.attributor import Attributor, load_attributor, owners_signature
 from attribution.data import NONE
 from attribution.server import AttributorServer
 
-__all__ = ["Attributor", "AttributorServer", "NONE", "load_attributor", "owners_signature"]
+__all__ = ["NONE", "Attributor", "AttributorServer", "load_attributor", "owners_signature"]

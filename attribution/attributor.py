@@ -149,4 +149,6 @@ def load_attributor(path: str | Path) -> Attributor:
     classes = {LLMAttributor.kind: LLMAttributor, TfidfAttributor.kind: TfidfAttributor}
     if info.get("kind") not in classes:
         raise DareUError(f"{path}: unknown attributor kind {info.get('kind')!r}; known: {', '.join(classes)}")
-    return classes[info["kind"]].load(path)
+    attributor = classes[info["kind"]].load(path)
+    attributor.path = str(path)  # where it came from: evaluations record it
+    return attributor

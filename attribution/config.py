@@ -7,8 +7,6 @@ from typing import Literal
 
 from dareu.config import field
 
-KINDS = ("llm", "tfidf")
-
 
 @dataclass
 class DataConfig:

@@ -232,7 +232,7 @@ class _Builder:
     def roles(self) -> dict[str, str]:
         """qa key -> train / val / test, stratified per owner (the paraphrase of val/test QA is held out)."""
         role = {}
-        for owner, rows in self.rows_of.items():
+        for rows in self.rows_of.values():
             keys = [_key(r) for r in rows]
             self.rng.shuffle(keys)
             n = len(keys)
@@ -354,8 +354,3 @@ def _count(examples: list[Example]) -> dict[str, int]:
 def build_data(data, cfg: DataConfig) -> AttributionData:
     """All sets and probes from a benchmark (a DatasetDict); raises DareUError on unusable input."""
     return _Builder(data, cfg).build()
-
-
-def model_input(prompt: str, response: str, response_only: bool) -> tuple[str, str]:
-    """What a classifier sees: (prompt, response), the prompt blanked in response-only mode."""
-    return ("" if response_only else prompt), response

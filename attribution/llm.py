@@ -63,7 +63,7 @@ def _parts(model):
 
 def forward(model, batch: dict[str, torch.Tensor]):
     """Class logits read at the last attended token, and the final hidden states."""
-    inner, backbone, head = _parts(model)
+    _inner, backbone, head = _parts(model)
     hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     last = batch["attention_mask"].sum(dim=1) - 1
     logits = head(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])

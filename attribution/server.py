@@ -1,13 +1,14 @@
-"""A thin scorer to run as a Ray actor (the RL learner's reward) or in-process.
+"""The one attribution scorer actor: the RL learner's reward runs it as a Ray actor, tests run it in-process.
 
-    scorer = ray.remote(AttributorServer).options(num_cpus=1).remote(path, threads=1)
-    probs = ray.get(scorer.owner_probability.remote(prompts, responses, owners))
+    scorer = ray.remote(AttributorServer).options(num_cpus=0).remote(path)
+    probs = ray.get(scorer.score.remote(prompts, responses))             # (n, classes), owners + none
 
-Nothing here imports Ray: the same class runs in-process.
+Nothing here imports Ray: the same class runs in-process. rl/scorer.py has the client side.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,8 +20,8 @@ class AttributorServer:
     def __init__(self, path: str, threads: int | None = None, expect_owners: Sequence[str] | None = None):
         import torch
 
-        if threads:
-            torch.set_num_threads(threads)  # an actor should use the cores Ray gave it, not the machine's
+        # an actor uses the threads it was given (OMP_NUM_THREADS in a Ray worker), not the machine's
+        torch.set_num_threads(max(1, threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
         self.attributor = load_attributor(path)
         if expect_owners is not None:
             self.attributor.check_owners(expect_owners)
@@ -31,8 +32,11 @@ class AttributorServer:
     def info(self) -> dict:
         return self.attributor.info()
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return self.attributor.score(prompts, responses)
+        return self.attributor.score(list(prompts), list(responses))
 
     def owner_probability(self, prompts: Sequence[str], responses: Sequence[str], owners: Sequence[str]) -> np.ndarray:
         return self.attributor.owner_probability(prompts, responses, owners)

@@ -122,8 +122,7 @@ def run_one(kind: str, plan: Plan, out: Path, generated: dict[str, list[str]], l
     att.save(out)
     result, records = evaluate(att, plan.data, generated)
     with open(out / "samples.jsonl", "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
+        f.writelines(json.dumps(r) + "\n" for r in records)
     train_log = {k: v for k, v in train_log.items() if k != "history"} | {"history": train_log.get("history", [])}
     return {"kind": kind, **result, "calibration": calib, "train": train_log, "seconds": time.time() - t}
 

@@ -60,7 +60,7 @@ def main() -> int:
                              console.print)
     seconds["reference seed2 (cold, incl. load)"] = time.time() - t
 
-    results, kw = {}, dict(retain_logs=retain_logs, seed2_logs=seed2_logs)
+    results, kw = {}, {"retain_logs": retain_logs, "seed2_logs": seed2_logs}
     for name, path in models.items():
         model, tok = _load(str(path))
         t = time.time()

@@ -37,6 +37,7 @@ def slug(label: str) -> str:
 
 
 def run_one(world: str, method: str, params: list[str], out: Path, lr: float, attributor: str | None) -> dict:
+    import rl.geffect_loss  # noqa: F401  registers the G-effect method `dareu`
     from dareu.geffect.config import GEffectConfig
     from dareu.geffect.run import plan_run, run_geffect
 

@@ -58,7 +58,7 @@ def main() -> int:
         ref = make_reference(model) if obj.needs_reference else None
         opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5)
         calls = []  # top-level forward passes of the model and of a frozen reference copy, counted once
-        hooks = [m.register_forward_pre_hook(lambda *a: calls.append(1))
+        hooks = [m.register_forward_pre_hook(lambda *a, calls=calls: calls.append(1))
                  for m in {id(model): model, id(getattr(ref, "module", model)): getattr(ref, "module", model)}.values()]
         times = []
         for i, batch in enumerate(fixed):

@@ -31,17 +31,13 @@ class Timer:
 
 def rl_step_times(learner: str, world: Path, attributor: str, steps: int) -> dict:
     from attribution import load_attributor
-
-    from dareu.config import load_config
     from dareu.data import load_world
     from dareu.modeling import load_model, load_tokenizer
-    from dareu.unlearn import RefModel, build_unlearn_data, make_reference
-    from rl.config import DareUConfig
-    from rl.learners import LEARNERS, AttributionReward, AuxTerms
-    from rl.train_loop import forget_dataset
+    from dareu.unlearn import build_unlearn_data
+    from rl.launch import load_dareu_config
+    from rl.learners import AttributionReward, build_learner
 
-    cfg = load_config(DareUConfig, Path(__file__).parents[1] / "configs" / "methods" / "dareu.yaml",
-                      [f"learner={learner}", f"max_steps={steps}", "eval_every=0", "save_steps=100000"])
+    cfg = load_dareu_config([f"learner={learner}", f"max_steps={steps}", "eval_every=0", "save_steps=100000"])
     data = load_world(world)
     rows = list(data["forget10"])
     tok = load_tokenizer(str(world / "models" / "target"))
@@ -65,10 +61,7 @@ def rl_step_times(learner: str, world: Path, attributor: str, steps: int) -> dic
     else:
         import tempfile
 
-        trainer = LEARNERS.get(learner)(cfg, model, tok, reward, forget_dataset(rows, tok), tempfile.mkdtemp())
-        ref = RefModel(trainer.ref_model) if getattr(trainer, "ref_model", None) is not None \
-            else make_reference(trainer.model)
-        trainer.aux_terms = AuxTerms(cfg, unlearn_data, ref)
+        trainer = build_learner(cfg, model, tok, reward, rows, unlearn_data, tempfile.mkdtemp())
         trainer._generate = rollout.wrap(trainer._generate)  # TRL's generation entry point
         trainer.train()
     total = time.perf_counter() - start

@@ -21,15 +21,21 @@ def world_data_dir(world: str | Path) -> Path:
     return p / "data" if (p / "data" / "dataset_dict.json").exists() else p
 
 
-@BENCHMARKS.register("world")
-def load_world(path: str | Path):
-    import datasets
-
+def check_world(path: str | Path) -> Path:
+    """The data folder of a world, checked without loading it (a cheap first check of any command)."""
     data_dir = world_data_dir(path)
     if not Path(path).exists():
         raise DareUError(f"world folder {path} does not exist; build it with `dareu prepare --out {path}`")
     if not (data_dir / "dataset_dict.json").is_file():
         raise DareUError(f"{path} holds no dataset (no dataset_dict.json); build it with `dareu prepare --out {path}`")
+    return data_dir
+
+
+@BENCHMARKS.register("world")
+def load_world(path: str | Path):
+    import datasets
+
+    data_dir = check_world(path)
     try:
         return datasets.load_from_disk(str(data_dir))
     except Exception as err:  # noqa: BLE001 - any read failure means a damaged folder
@@ -44,24 +50,84 @@ _TOFU_CONFIGS = {"forget01": "forget01_perturbed", "forget05": "forget05_perturb
                  "world_facts": "world_facts_perturbed", "holdout": "holdout10"}
 
 
+TOFU_REPO = "locuslab/TOFU"
+TOFU_FILES = {ours: f"{config}.json" for ours, config in _TOFU_CONFIGS.items()}  # the hub keeps one file a config
+_TOFU_COPY = (f"a local copy of {TOFU_REPO} (the hub's layout: one JSON Lines file per config, e.g. "
+              f"{TOFU_FILES['forget10']}, {TOFU_FILES['retain90']})")
+_TOFU_FETCH = (f"download it where there is network (`hf download {TOFU_REPO} --repo-type dataset --local-dir DIR`) "
+               "and pass --benchmark-path DIR, the local copy")
+
+
 @BENCHMARKS.register("tofu")
-def load_tofu(path: str | Path = "locuslab/TOFU"):
-    """TOFU from the hub (or a local copy of the repository), mapped to our columns.
+def load_tofu(path: str | Path | None = None):
+    """TOFU from a local copy of the hub repository (`path`), else from the local HF cache or the hub,
+    mapped to our columns.
 
     TOFU has no `fact` column (fact leakage is then unavailable) and its owners are implicit:
     each author has 20 consecutive QA, so owner = "author-<row // 20>" within a split.
     """
     import datasets
 
-    splits = {}
-    for ours, config in _TOFU_CONFIGS.items():
-        try:
-            ds = datasets.load_dataset(str(path), config, split="train")
-        except Exception as err:  # noqa: BLE001
-            raise DareUError(f"could not load TOFU config {config!r} from {path} ({type(err).__name__}); with no "
-                             "network, clone locuslab/TOFU elsewhere and pass --benchmark-path to the local copy") from None
-        splits[ours] = ds.map(_tofu_row, with_indices=True, fn_kwargs={"split": ours})
+    folder = check_tofu_copy(path) if path is not None else _tofu_from_hub()
+    splits = {ours: _read_tofu_file(folder / file, ours).map(_tofu_row, with_indices=True, fn_kwargs={"split": ours})
+              for ours, file in TOFU_FILES.items()}
     return datasets.DatasetDict(splits)
+
+
+def check_tofu_copy(path: str | Path) -> Path:
+    """A local TOFU copy must exist and hold every config file the splits read (the missing one is named)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DareUError(f"TOFU copy {path} does not exist; pass {_TOFU_COPY}")
+    for ours, file in TOFU_FILES.items():
+        if not (folder / file).is_file():
+            raise DareUError(f"TOFU copy {path} has no {file} (split {ours}); pass {_TOFU_COPY}")
+    return folder
+
+
+def _tofu_from_hub() -> Path:
+    """The hub repository's files: from the local HF cache first, then (online only) the hub. One quick
+    attempt, not the retry loop of datasets.load_dataset against an unreachable hub."""
+    from huggingface_hub import constants, snapshot_download
+
+    failed = f"could not load TOFU ({TOFU_REPO}) from the Hugging Face hub"
+    files = list(TOFU_FILES.values())
+    cached = _cached_tofu(files)
+    if cached is not None:
+        return cached
+    if constants.HF_HUB_OFFLINE:
+        raise DareUError(f"{failed}: it is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading; "
+                         f"{_TOFU_FETCH}")
+    try:
+        folder = Path(snapshot_download(TOFU_REPO, repo_type="dataset", allow_patterns=files))
+    except Exception as err:  # noqa: BLE001 - unreachable hub, rate limit, ...: the same advice
+        raise DareUError(f"{failed} ({type(err).__name__}); {_TOFU_FETCH}") from None
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:  # the hub's layout changed
+        raise DareUError(f"{failed}: it has no {missing[0]}; {_TOFU_FETCH}")
+    return folder
+
+
+def _cached_tofu(files: list[str]) -> Path | None:
+    """The snapshot of TOFU in the local HF cache when it holds every file we read, else None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(TOFU_REPO, repo_type="dataset", allow_patterns=files, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return None
+    return folder if all((folder / f).is_file() for f in files) else None
+
+
+def _read_tofu_file(file: Path, split: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset("json", data_files=str(file), split="train")
+    except Exception as err:  # noqa: BLE001 - a damaged file: say which
+        raise DareUError(f"TOFU file {file} (split {split}) is not JSON Lines of QA rows "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
 
 
 def _tofu_row(row: dict, idx: int, split: str) -> dict:
@@ -74,8 +140,23 @@ def _tofu_row(row: dict, idx: int, split: str) -> dict:
             "attribute": "", "fact": ""}
 
 
-def load_benchmark(name_or_path: str):
-    """'tofu' -> TOFU from the hub; anything else is a world folder."""
+def check_benchmark(name_or_path: str, path: str | Path | None = None) -> None:
+    """Cheap checks of a benchmark (does the folder exist?), before a model is checked or loaded."""
+    if name_or_path == "tofu":
+        if path is not None:
+            check_tofu_copy(path)
+        return
+    if path is not None:
+        raise DareUError(f"--benchmark-path {path} is {_TOFU_COPY}; it goes with --benchmark tofu")
+    if name_or_path not in BENCHMARKS:
+        check_world(name_or_path)
+
+
+def load_benchmark(name_or_path: str, path: str | Path | None = None):
+    """'tofu' -> TOFU (from `path`, a local copy, else the HF cache or the hub); anything else is a world folder."""
+    check_benchmark(name_or_path, path)
+    if name_or_path == "tofu":
+        return load_tofu(path)
     if name_or_path in BENCHMARKS and name_or_path != "world":
         return BENCHMARKS.get(name_or_path)()
     return load_world(name_or_path)

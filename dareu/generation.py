@@ -25,6 +25,16 @@ def vllm_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
 
 
+def left_padded(tok, prompts: list[str], device=None):
+    """Prompts tokenised as one left-padded batch (what `generate` continues), the tokenizer left as it was."""
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tok.padding_side = side
+    return enc.to(device) if device is not None else enc
+
+
 @torch.no_grad()
 def hf_generate(model, tok, prompts: list[str], cfg: SamplingConfig, greedy: bool = True,
                 num_samples: int = 1, seed: int | None = None) -> list[str]:
@@ -36,16 +46,13 @@ def hf_generate(model, tok, prompts: list[str], cfg: SamplingConfig, greedy: boo
             return hf_generate(model, tok, prompts, cfg, greedy, num_samples, None)
     was_training = model.training
     model.eval()
-    side = tok.padding_side
-    tok.padding_side = "left"
     dev = next(model.parameters()).device
     out: list[str] = []
     try:
         for start in range(0, len(prompts), cfg.batch_size):
-            chunk = prompts[start: start + cfg.batch_size]
-            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-            kw = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id, num_return_sequences=num_samples)
+            enc = left_padded(tok, prompts[start: start + cfg.batch_size], dev)
+            kw = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": tok.pad_token_id,
+                      "eos_token_id": tok.eos_token_id, "num_return_sequences": num_samples}
             if greedy:
                 kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             else:
@@ -53,7 +60,6 @@ def hf_generate(model, tok, prompts: list[str], cfg: SamplingConfig, greedy: boo
             gen = model.generate(**enc, **kw)
             out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
-        tok.padding_side = side
         model.train(was_training)
     return [t.strip() for t in out]
 
@@ -62,7 +68,7 @@ class VLLMGenerator:
     """vLLM engine over a saved model folder (GPU only; imported lazily)."""
 
     def __init__(self, model_dir: str, gpu_memory_utilization: float = 0.3, seed: int = 0):
-        from vllm import LLM  # noqa: PLC0415 - optional dependency
+        from vllm import LLM
 
         self.llm = LLM(model=model_dir, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
                        enable_prefix_caching=True)

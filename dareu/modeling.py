@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -82,13 +84,67 @@ def _is_local_model(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
+# An HF hub id: owner/name, exactly one slash (repo names allow letters, digits, "_", "-", ".").
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+MODEL_HINT = "pass a model folder, a run folder or an HF id (owner/name)"
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether `name` means a local folder rather than a hub id: ./x, /x, ~/x, a/b/c, runs/x where runs/
+    exists here, or anything that is not owner/name. A missing folder is then an error, not a download."""
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.count(os.sep) > 1:
+        return True
+    first = name.replace(os.sep, "/").split("/")[0]
+    return Path(first).is_dir() or not _HUB_ID.fullmatch(name)
+
+
+def _expand(name: str) -> str:
+    """~/x as the folder it names (from_pretrained does not expand it)."""
+    return str(Path(name).expanduser()) if name.startswith("~") else name
+
+
+def _missing_folder(name: str) -> DareUError:
+    return DareUError(f"model folder {name} does not exist; {MODEL_HINT}")
+
+
 def check_model_path(name_or_path: str) -> None:
-    """Fail fast (before any training) when a local path holds no model."""
-    path = Path(name_or_path)
-    looks_local = path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
-    if looks_local and not _is_local_model(path):
-        raise DareUError(f"--model {name_or_path}: no model there (expected a folder with config.json, "
-                         "as save_pretrained writes); pass a run folder, a world model folder or an HF model id")
+    """Fail fast (before any training or download) when a local path holds no model, a path-like name does
+    not exist, or a hub id is neither cached nor reachable."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not _is_local_model(path):
+            raise DareUError(f"--model {name_or_path}: no model there (expected a folder with config.json, "
+                             f"as save_pretrained writes); {MODEL_HINT}")
+        return
+    if looks_like_path(name_or_path):
+        raise _missing_folder(name_or_path)
+    check_hub_model(name_or_path)
+
+
+@functools.cache  # one request per id, however many checks
+def check_hub_model(repo_id: str) -> None:
+    """A hub id must be in the local HF cache, or the hub must answer for it: one quick request, not the
+    retry loop from_pretrained runs against an unreachable hub (~1 min)."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return
+    except HFValidationError:
+        raise _missing_folder(repo_id) from None  # not a valid hub id ("a--b/c"): it meant a folder
+    failed = f"could not load {repo_id!r} from the Hugging Face hub"
+    local = f"download it where there is network (`hf download {repo_id} --local-dir DIR`) and pass DIR instead"
+    if constants.HF_HUB_OFFLINE:
+        raise DareUError(f"{failed}: it is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading; {local}")
+    try:
+        HfApi().model_info(repo_id)
+    except RepositoryNotFoundError:
+        raise DareUError(f"{failed}: no such model (or it is private: log in with `hf auth login`); "
+                         f"{MODEL_HINT}") from None
+    except Exception as err:  # noqa: BLE001 - any failure to reach the hub ends the same way
+        raise DareUError(f"{failed}: the hub is unreachable ({type(err).__name__}) and the model is not in the "
+                         f"local cache; {local}") from None
 
 
 def _hub_error(name: str, err: Exception) -> DareUError:
@@ -100,6 +156,7 @@ def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
     check_model_path(name_or_path)
+    name_or_path = _expand(name_or_path)
     path = Path(name_or_path)
     if path.is_dir() and not (path / "tokenizer_config.json").is_file() and not (path / "tokenizer.json").is_file():
         raise DareUError(f"{name_or_path} holds a model but no tokenizer; save one beside it with "
@@ -122,6 +179,7 @@ def load_model(name_or_path: str, dtype: torch.dtype | None = None, kind: str = 
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     check_model_path(name_or_path)
+    name_or_path = _expand(name_or_path)
     cls = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
     if dtype is None:
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -135,11 +193,14 @@ def load_model(name_or_path: str, dtype: torch.dtype | None = None, kind: str = 
 
 
 def resolve_model_dir(path: str) -> str:
-    """A run folder keeps its model in `model/`; a model folder is itself. HF ids pass through."""
-    p = Path(path)
+    """A run folder keeps its model in `model/`; a model folder is itself. HF ids pass through; a path-like
+    name that does not exist is an error here, before anything takes it for a hub id."""
+    p = Path(path).expanduser()
+    if not p.exists() and looks_like_path(path):
+        raise _missing_folder(path)
     if p.is_dir() and not (p / "config.json").exists() and (p / "model" / "config.json").exists():
         return str(p / "model")
-    return path
+    return _expand(path)
 
 
 def prompt_text(tok, question: str) -> str:

@@ -9,6 +9,7 @@ marker existed are recognised by the files each kind writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -137,6 +138,18 @@ def read_json(path: str | Path) -> Any:
 def set_status(run_dir: str | Path, state: str, **extra: Any) -> None:
     """status.json: running / done / failed, so a crash is never mistaken for success."""
     write_json(Path(run_dir) / "status.json", {"state": state, "time": time.time(), **extra})
+
+
+@contextlib.contextmanager
+def running(run_dir: str | Path):
+    """status.json says "running" while the block runs and "failed" (with the reason) if it raises; the caller
+    marks it done with what it produced."""
+    set_status(run_dir, "running")
+    try:
+        yield
+    except BaseException as err:
+        set_status(run_dir, "failed", reason=f"{type(err).__name__}: {str(err)[:300]}")
+        raise
 
 
 def get_status(run_dir: str | Path) -> dict:

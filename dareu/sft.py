@@ -61,11 +61,11 @@ def training_args(output_dir: str, cfg: TrainConfig, **overrides):
     from transformers import TrainingArguments
 
     on_gpu = torch.cuda.is_available()
-    kw = dict(output_dir=output_dir, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-              num_train_epochs=cfg.epochs, warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine",
-              weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed,
-              logging_steps=25, save_strategy="no", report_to="none", bf16=on_gpu, use_cpu=not on_gpu,
-              dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=False)
+    kw = {"output_dir": output_dir, "per_device_train_batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+              "num_train_epochs": cfg.epochs, "warmup_steps": cfg.warmup_ratio, "lr_scheduler_type": "cosine",
+              "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm, "seed": cfg.seed, "data_seed": cfg.seed,
+              "logging_steps": 25, "save_strategy": "no", "report_to": "none", "bf16": on_gpu, "use_cpu": not on_gpu,
+              "dataloader_num_workers": 0, "remove_unused_columns": False, "disable_tqdm": False}
     kw.update(overrides)
     return TrainingArguments(**kw)
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from dareu.runs import write_json
 
-CURVE_KEYS = ["forget_quality", "model_utility", "fact_leakage", "fact_leakage_sampled", "forget_attribution"]
-
 
 class CurveTracker:
     """Logs metrics to TensorBoard and a JSONL file, runs the periodic fast evaluation, keeps the best model."""

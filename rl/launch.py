@@ -132,6 +132,7 @@ def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[s
 
 def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resume: bool = False) -> dict:
     """RL de-attribution per `cfg` into run folder `out`; returns the summary also written to summary.json."""
+    from attribution import load_attributor
     from dareu.config import from_dict, read_yaml, save_config, to_dict
     from dareu.evaluation import EvalConfig, cached_logs, run_eval
     from dareu.runs import check_same_config, claim_run_dir, get_status, read_json, set_status, write_json
@@ -168,9 +169,9 @@ def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resu
         with ray_session(cfg.ray_address):
             import ray
 
+            from attribution import AttributorServer
             from rl.placement import Placement
             from rl.rollout import start_workers
-            from rl.scorer import ScorerActor
 
             plan = Placement(cfg, ray.cluster_resources())
             plan.check_cluster()  # a missing GPU or an impossible bundle is one line here, never a hang later
@@ -178,7 +179,7 @@ def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resu
             plan.reserve()
             try:
                 name = f"dareu-scorer-{os.getpid()}-{int(start)}"
-                scorer = plan.start("scorer", ScorerActor, str(Path(attributor).resolve()), name=name,
+                scorer = plan.start("scorer", AttributorServer, str(Path(attributor).resolve()), name=name,
                                     restarts=cfg.scorer_restarts)
                 workers = start_workers(plan, out, config["model"], cfg) if cfg.placement.rollout.count else []
                 # fail here, not mid-run, if an actor cannot start
@@ -189,7 +190,7 @@ def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resu
         # 6. final evaluation and curves
         eval_dir = out / "eval"
         shutil.rmtree(eval_dir, ignore_errors=True)
-        results = run_eval(str(out / "model"), world, split, eval_dir, attributor)
+        results = run_eval(str(out / "model"), world, split, eval_dir, load_attributor(attributor))
         shutil.copy(eval_dir / "eval.json", out / "eval.json")
         history = read_json(out / "trainer_log.json")
         plot_curves(history, out / "curves.png")

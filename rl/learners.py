@@ -129,13 +129,13 @@ def _trl_kwargs(cfg: DareUConfig, output_dir: str) -> dict:
     from dareu.generation import vllm_available
 
     use_vllm = cfg.rollout_backend == "vllm" or (cfg.rollout_backend == "auto" and vllm_available())
-    kw = dict(output_dir=output_dir, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-              lr_scheduler_type="constant", per_device_train_batch_size=cfg.batch_size,
-              num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-              temperature=cfg.temperature, beta=cfg.beta, max_grad_norm=cfg.max_grad_norm,
-              bf16=on_gpu, use_cpu=not on_gpu, gradient_checkpointing=False, logging_steps=1, report_to="none",
-              save_strategy="steps", save_steps=cfg.save_steps, seed=cfg.seed, data_seed=cfg.seed,
-              dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True, use_vllm=use_vllm)
+    kw = {"output_dir": output_dir, "max_steps": cfg.max_steps, "learning_rate": cfg.learning_rate,
+              "lr_scheduler_type": "constant", "per_device_train_batch_size": cfg.batch_size,
+              "num_generations": cfg.num_generations, "max_completion_length": cfg.max_completion_length,
+              "temperature": cfg.temperature, "beta": cfg.beta, "max_grad_norm": cfg.max_grad_norm,
+              "bf16": on_gpu, "use_cpu": not on_gpu, "gradient_checkpointing": False, "logging_steps": 1, "report_to": "none",
+              "save_strategy": "steps", "save_steps": cfg.save_steps, "seed": cfg.seed, "data_seed": cfg.seed,
+              "dataloader_num_workers": 0, "remove_unused_columns": False, "disable_tqdm": True, "use_vllm": use_vllm}
     if use_vllm:
         kw.update(vllm_mode="colocate", vllm_gpu_memory_utilization=0.3, vllm_enable_sleep_mode=False)
     return kw
@@ -163,4 +163,27 @@ def rloo(cfg, model, tok, reward, dataset, output_dir, peft_config=None):
     return _build(RLOOTrainer, RLOOConfig, cfg, model, tok, reward, dataset, output_dir, peft_config)
 
 
-LEARNERS.register("ppo")("rl.ppo_loop")  # PPO runs its own loop (rl/ppo_loop.py), not a TRL trainer
+
+def forget_dataset(rows, tok):
+    """The RL prompts: forget questions in the chat format, with the question and owner for the reward."""
+    import datasets
+
+    from dareu.modeling import prompt_text
+
+    return datasets.Dataset.from_dict({"prompt": [prompt_text(tok, r["question"]) for r in rows],
+                                       "question": [r["question"] for r in rows],
+                                       "owner": [r["owner"] for r in rows]})
+
+
+def build_learner(cfg: DareUConfig, model, tok, reward, rows, unlearn_data, output_dir, peft_config=None):
+    """The TRL learner of `cfg.learner` (grpo, rloo) on the forget prompts `rows`, with DareU's auxiliary forget
+    and retain terms attached: the one place the product, the tests and the benchmarks assemble it. The
+    reference is TRL's own when it keeps one (beta > 0), else a frozen copy (or the adapters disabled)."""
+    from dareu.unlearn import RefModel, make_reference
+
+    trainer = LEARNERS.get(cfg.learner)(cfg, model, tok, reward, forget_dataset(rows, tok), str(output_dir),
+                                        peft_config)
+    ref = RefModel(trainer.ref_model) if getattr(trainer, "ref_model", None) is not None \
+        else make_reference(trainer.model)
+    trainer.aux_terms = AuxTerms(cfg, unlearn_data, ref)
+    return trainer

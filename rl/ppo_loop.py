@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 
+from dareu.generation import left_padded
 from rl.config import DareUConfig
 from rl.ppo import PPO, forward_tokens
+from rl.rollout import assemble, cut_after_eos
 
 
 @torch.no_grad()
@@ -17,27 +19,14 @@ def sample(model, tok, prompts: list[str], cfg: DareUConfig, seed: int):
     """`num_generations` completions per prompt with HF generate; returns ids (prompt left-padded,
     completion right-padded with the mask cut after the first eos), attention mask, prompt width, texts."""
     torch.manual_seed(seed)
-    side = tok.padding_side
-    tok.padding_side = "left"
     dev = next(model.parameters()).device
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-    tok.padding_side = side
+    enc = left_padded(tok, prompts, dev)
     model.eval()
     out = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
                          max_new_tokens=cfg.max_completion_length, num_return_sequences=cfg.num_generations,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    n_prompt = enc["input_ids"].shape[1]
-    completion = out[:, n_prompt:]
-    is_eos = completion == tok.eos_token_id
-    # keep tokens up to and including the first eos
-    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
-    comp_mask = (~after_eos).long()
-    completion = completion.masked_fill(after_eos, tok.pad_token_id)
-    prompt_mask = enc["attention_mask"].repeat_interleave(cfg.num_generations, dim=0)
-    input_ids = torch.cat([out[:, :n_prompt], completion], dim=1)
-    attention_mask = torch.cat([prompt_mask, comp_mask], dim=1)
-    texts = tok.batch_decode(completion, skip_special_tokens=True)
-    return input_ids, attention_mask, n_prompt, [t.strip() for t in texts]
+    completions = [cut_after_eos(row, tok.eos_token_id) for row in out[:, enc["input_ids"].shape[1]:].tolist()]
+    return assemble(tok, prompts, completions, cfg.num_generations, dev)
 
 
 def _save(path: Path, model, tok, learner: PPO, history: list[dict]) -> None:
@@ -123,7 +112,7 @@ def run_ppo(cfg: DareUConfig, model, tok, forget_rows: list[dict], reward, unlea
         owners = [r["owner"] for r in rows for _ in range(cfg.num_generations)]
         metrics: dict[str, float] = {}
         scores = reward(prompts=None, completions=texts, question=questions, owner=owners,
-                        log_metric=lambda k, v: metrics.__setitem__(k, v))
+                        log_metric=metrics.__setitem__)
         rollout = learner.make_rollout(input_ids, attention_mask, n_prompt,
                                        torch.tensor(scores, dtype=torch.float32, device=dev))
         metrics.update(learner.update(rollout))
@@ -143,4 +132,4 @@ def run_ppo(cfg: DareUConfig, model, tok, forget_rows: list[dict], reward, unlea
     return model, history
 
 
-__all__ = ["run_ppo", "sample", "forward_tokens"]
+__all__ = ["forward_tokens", "run_ppo", "sample"]

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dareu.generation import left_padded
+
 
 def worker_name(run_dir: str | Path, index: int) -> str:
     """Rollout actors are named after the run folder: the learner finds them from its checkpoint folder."""
@@ -148,10 +150,7 @@ class RolloutWorker:
             results = self.engine.generate([{"prompt_token_ids": i} for i in ids], params, use_tqdm=False)
             return [cut_after_eos(list(o.token_ids), eos) for r in results for o in r.outputs]
         torch.manual_seed(seed)
-        side, self.tok.padding_side = self.tok.padding_side, "left"
-        dev = next(self.model.parameters()).device
-        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        self.tok.padding_side = side
+        enc = left_padded(self.tok, prompts, next(self.model.parameters()).device)
         out = self.model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
                                   max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=pad,
                                   eos_token_id=eos)
@@ -260,9 +259,7 @@ class RolloutPool:
 
 def assemble(tok, prompts: list[str], completions: list[list[int]], n: int, device=None):
     """Left-padded prompts + right-padded completions (mask 0 after the first eos), as `ppo_loop.sample`."""
-    side, tok.padding_side = tok.padding_side, "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    tok.padding_side = side
+    enc = left_padded(tok, prompts)
     width = max(1, max(len(c) for c in completions))
     completion = torch.full((len(completions), width), tok.pad_token_id, dtype=torch.long)
     comp_mask = torch.zeros((len(completions), width), dtype=torch.long)

@@ -32,26 +32,15 @@ def checkpoint_step(path: Path) -> int:
     return int(path.name.split("-")[1])
 
 
-def forget_dataset(rows, tok):
-    """The RL prompts: forget questions in the chat format, with the question and owner for the reward."""
-    import datasets
-
-    from dareu.modeling import prompt_text
-
-    return datasets.Dataset.from_dict({"prompt": [prompt_text(tok, r["question"]) for r in rows],
-                                       "question": [r["question"] for r in rows],
-                                       "owner": [r["owner"] for r in rows]})
-
-
 def train_loop(config: dict) -> None:
     """Entry point of the Ray Train worker. `config["cfg"]` is the run's typed DareUConfig (Ray pickles it); the
     rest are the resolved paths and the retain model's reference logs."""
     from dareu.data import load_world
     from dareu.evaluation import EvalConfig, evaluate_model
     from dareu.modeling import load_model, load_tokenizer
-    from dareu.unlearn import RefModel, build_unlearn_data, make_reference
+    from dareu.unlearn import build_unlearn_data
     from rl.curves import CurveTracker
-    from rl.learners import LEARNERS, AttributionReward, AuxTerms
+    from rl.learners import AttributionReward, build_learner
     from rl.scorer import RemoteAttributor
 
     cfg: DareUConfig = config["cfg"]
@@ -93,11 +82,7 @@ def train_loop(config: dict) -> None:
         model, history = run_ppo(cfg, model, tok, forget_rows, reward, unlearn_data, tracker, ckpt_dir, resume,
                                  peft_config)
     else:
-        trainer = LEARNERS.get(cfg.learner)(cfg, model, tok, reward, forget_dataset(forget_rows, tok),
-                                            str(ckpt_dir), peft_config)
-        ref = RefModel(trainer.ref_model) if getattr(trainer, "ref_model", None) is not None \
-            else make_reference(trainer.model)
-        trainer.aux_terms = AuxTerms(cfg, unlearn_data, ref)
+        trainer = build_learner(cfg, model, tok, reward, forget_rows, unlearn_data, ckpt_dir, peft_config)
         if resume is not None:
             trainer.aux_terms.skip(checkpoint_step(resume))
         from transformers.trainer_callback import PrinterCallback

@@ -19,7 +19,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 # Tiny models gain nothing from a second thread, and under load OpenMP spin-waits cost a lot.
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(1)
 

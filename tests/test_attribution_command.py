@@ -44,8 +44,8 @@ def test_llm_command_trains_from_the_world_target_with_its_baseline_beside(tiny_
     out = tmp_path / "A"
     rc = main(["train-attributor", "--world", str(tiny_world), "--kind", "llm", "--out", str(out),
                "llm.lm_epochs=2", "llm.epochs=1", "llm.batch_size=32"])
-    assert rc == 0
     report = json.loads((out / "report.json").read_text())
+    assert rc == (0 if report["all_ok"] else 1)  # one epoch on the tiny world may miss a bar; the code says so
     assert report["kind"] == "llm" and report["baseline"]["kind"] == "tfidf"
     assert set(report["proxy"]) == set(PROXY_KEYS) == set(report["baseline"]["proxy"])
     att = load_attributor(out)
@@ -67,7 +67,7 @@ def test_bad_input_stops_with_one_clear_line_before_any_work(tiny_world, tmp_pat
     assert "'Nobody Here' has no examples" in err and not out.exists()
     err = _one_line_error(capsys, ["train-attributor", "--world", str(tiny_world), "--kind", "llm", "--out", str(out),
                                    "--backbone", str(tmp_path / "no-model")])
-    assert "no model there" in err and not out.exists()
+    assert "does not exist" in err and not out.exists()
     err = _one_line_error(capsys, ["train-attributor", "--world", str(tiny_world), "--out", str(out), "llm.epoch=2"])
     assert "llm.epochs" in err
     err = _one_line_error(capsys, ["train-attributor", "--world", str(tmp_path / "no-world"), "--out", str(out)])

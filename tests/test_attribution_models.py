@@ -36,7 +36,7 @@ def tfidf(built, tmp_path_factory):
 @pytest.fixture(scope="module")
 def llm(built, tiny_world, tmp_path_factory):
     cfg = LLMConfig(lm_epochs=1, epochs=0.5, batch_size=32, learning_rate=3e-3)
-    att, log = train_llm(built.owners, built.train, cfg, str(tiny_world / "models" / "base"), False, {}, log=lambda m: None)
+    att, _log = train_llm(built.owners, built.train, cfg, str(tiny_world / "models" / "base"), False, {}, log=lambda m: None)
     calibrate(att, built)
     path = tmp_path_factory.mktemp("llm") / "A"
     att.save(path)

@@ -131,7 +131,7 @@ def _new_pid(actor, old: int, timeout: float = 300) -> bool:
 
 def _dareu(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dareu.cli", *argv], env=_env(), capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=timeout, cwd=REPO, check=False)
 
 
 def _cfg(*overrides: str):

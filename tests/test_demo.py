@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from dareu.cli import main
-from dareu.compare import COLUMNS, check_same_reference, pareto_front
+from dareu.commands.compare import COLUMNS, check_same_reference, pareto_front
 from dareu.errors import DareUError
 from dareu.runs import MARKER, claim_run_dir, read_json, write_json
 
@@ -57,8 +57,8 @@ def test_demo_refuses_its_folder_with_other_settings_and_touches_nothing(fast_de
 
 
 def test_overwrite_starts_the_demo_over_but_keeps_a_world_of_the_same_settings(tmp_path):
+    from dareu.commands.demo import DemoConfig, check_demo_out
     from dareu.config import to_dict
-    from dareu.demo import DemoConfig, check_demo_out
 
     def made(cfg):
         out = tmp_path / "d"
@@ -89,7 +89,7 @@ def test_compare_refuses_runs_evaluated_against_another_retain_model(fast_demo, 
     meta = read_json(run / "eval" / "eval_meta.json")
     write_json(run / "eval" / "eval_meta.json", {**meta, "retain": "/somewhere/else/retain-forget10"})
     with pytest.raises(DareUError, match="evaluated against retain model"):
-        from dareu.compare import compare
+        from dareu.commands.compare import compare
 
         compare(str(fast_demo / "world"), "forget10", ["npo"], tmp_path / "cmp", runs={"npo": str(run)})
     with pytest.raises(DareUError, match="evaluated on split 'forget05'"):
@@ -108,7 +108,7 @@ def test_labels_of_points_close_together_do_not_overlap_or_leave_the_plot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dareu.compare import label_offsets
+    from dareu.commands.compare import label_offsets
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     points = [("graddiff", 0.5620, 1e-11, False), ("satimp", 0.5618, 8e-12, False), ("far", 0.50, 1e-2, False),

@@ -134,3 +134,58 @@ def test_eval_logs_command_rejects_a_file_that_is_not_logs(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "TOFU" in err
     assert not (tmp_path / "E").exists()
+
+
+def _eval_logs_error(capsys, tmp_path, logs: dict, retain: dict) -> str:
+    """Run `dareu eval --logs ckpt.json --retain-logs retain.json`: it must stop with code 2 and one line."""
+    (tmp_path / "ckpt.json").write_text(json.dumps(logs))
+    (tmp_path / "retain.json").write_text(json.dumps(retain))
+    rc = main(["eval", "--logs", str(tmp_path / "ckpt.json"), "--retain-logs", str(tmp_path / "retain.json"),
+               "--out", str(tmp_path / "E")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("dareu eval: error: ") and not (tmp_path / "E").exists()
+    return err
+
+
+def test_eval_logs_names_file_metric_and_sample_of_a_per_sample_value_that_is_not_a_number(tmp_path, capsys):
+    bad = ou_log([0.1, 0.2, 0.3, 0.4])
+    bad["forget_truth_ratio"]["value_by_index"]["2"]["score"] = "abc"
+    err = _eval_logs_error(capsys, tmp_path, bad, ou_log([1.0, 2.0, 3.0, 4.0]))
+    assert f"--logs {tmp_path / 'ckpt.json'}" in err and "'forget_truth_ratio'" in err
+    assert "sample '2' has score 'abc', not a number" in err and '"value_by_index": {sample id:' in err
+    err = _eval_logs_error(capsys, tmp_path, ou_log([1.0, 2.0, 3.0, 4.0]), bad)  # the retain side too
+    assert f"--retain-logs {tmp_path / 'retain.json'}" in err and "'abc'" in err
+
+
+def test_eval_logs_refuses_value_by_index_given_as_a_list_with_the_expected_mapping(tmp_path, capsys):
+    retain = ou_log([1.0, 2.0, 3.0, 4.0])
+    retain["forget_truth_ratio"]["value_by_index"] = [{"score": r} for r in (1.0, 2.0, 3.0, 4.0)]
+    err = _eval_logs_error(capsys, tmp_path, ou_log([0.1, 0.2, 0.3, 0.4]), retain)
+    assert f"--retain-logs {tmp_path / 'retain.json'}" in err and "'forget_truth_ratio'" in err
+    assert "value_by_index is a list, not a mapping of sample id to values" in err
+
+
+def test_eval_logs_refuses_an_agg_value_that_is_not_a_number(tmp_path, capsys):
+    bad = ou_log([0.1, 0.2, 0.3, 0.4])
+    bad["mia_min_k"]["agg_value"] = "0.9"
+    err = _eval_logs_error(capsys, tmp_path, bad, ou_log([1.0, 2.0, 3.0, 4.0]))
+    assert "'mia_min_k': agg_value is '0.9', not a number" in err
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("avg_gt_loss", "abc", "avg_gt_loss of sample '1' is 'abc'; expected {sample id: number}"),
+    ("average_perturb_loss", 0.5, "average_perturb_loss of sample '1' is 0.5; expected {sample id: [numbers]}"),
+])
+def test_tofu_legacy_logs_name_the_file_key_and_sample_of_a_bad_value(tmp_path, capsys, key, value, expected):
+    bad = legacy_log(6)
+    bad["eval_log.json"][key]["1"] = value
+    err = _eval_logs_error(capsys, tmp_path, bad, legacy_log(7))
+    assert f"--logs {tmp_path / 'ckpt.json'}: TOFU log eval_log.json: {expected}" in err
+
+
+def test_tofu_legacy_logs_with_a_list_instead_of_a_mapping_are_refused(tmp_path, capsys):
+    bad = legacy_log(6)
+    bad["eval_log_forget.json"]["rougeL_recall"] = list(bad["eval_log_forget.json"]["rougeL_recall"].values())
+    err = _eval_logs_error(capsys, tmp_path, legacy_log(7), bad)
+    assert "TOFU log eval_log_forget.json: rougeL_recall is a list; expected {sample id: number}" in err

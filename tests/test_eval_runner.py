@@ -15,7 +15,7 @@ from dareu.errors import DareUError
 from dareu.evaluation import EvalConfig, evaluate_model, reference_logs
 from dareu.modeling import load_model, load_tokenizer
 
-SMALL = dict(num_samples=2, max_new_tokens=24)  # the world's answers are < 24 tokens
+SMALL = {"num_samples": 2, "max_new_tokens": 24}  # the world's answers are < 24 tokens
 CONTRACT = ["forget_quality", "model_utility", "forget_truth_ratio", "forget_rouge", "retain_rouge", "fact_leakage",
             "fact_leakage_sampled", "fact_leakage_paraphrased", "fact_leakage_sampled_paraphrased",
             "forget_attribution", "forget_Q_A_Prob", "privleak", "extraction_strength", "exact_memorization",

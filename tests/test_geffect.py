@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from dareu.errors import DareUError
-
 from tests.conftest import CONFIGS
 
 
@@ -298,15 +297,16 @@ def test_layer_groups_are_embeddings_blocks_and_head():
 def test_dareu_loss_terms_have_g_effects_and_kl_is_flat_at_the_start(parts):
     from dareu.config import load_config
     from dareu.geffect import measure
-    from dareu.geffect.dareu_loss import DareULoss, group_advantages, leakage_reward
     from dareu.unlearn import make_reference
     from rl.config import DareUConfig
+    from rl.geffect_loss import DareULoss, group_advantages, leakage_reward
 
     r = torch.tensor([1.0, 0.0, 1.0, 1.0])
     # groups (1, 0) and (1, 1): ±0.5 over the unbiased std 2^-0.5; a group sharing one reward gets 0
     assert torch.allclose(group_advantages(r, 2), torch.tensor([0.5, -0.5, 0.0, 0.0]) / (2 ** -0.5 + 1e-4))
     model = fresh(parts)
-    cfg = load_config(DareUConfig, None, ["batch_size=4", "num_generations=2", "max_completion_length=6"])
+    cfg = load_config(DareUConfig, None, ["batch_size=4", "num_generations=2", "max_completion_length=6",
+                                          "aux.forget=npo", "aux.forget_params={beta: 0.1}"])
     rows = [dict(x) for x in parts[2]["forget10"]]
     method = DareULoss(cfg, parts[1], rows, make_reference(model), leakage_reward, "fact_leakage")
     assert method.term_names() == ["policy", "kl", "aux_forget", "aux_retain"]

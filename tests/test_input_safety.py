@@ -179,9 +179,8 @@ def test_max_steps_zero_is_refused_not_ignored(method, tiny_world, tiny_attribut
 
 
 def test_config_file_is_layered_over_the_shipped_method_defaults(tmp_path):
-    from rl.launch import load_dareu_config
-
     from dareu.unlearn import load_run_config
+    from rl.launch import load_dareu_config
 
     mine = tmp_path / "my.yaml"
     mine.write_text("max_steps: 10\n")
@@ -196,9 +195,8 @@ def test_config_file_is_layered_over_the_shipped_method_defaults(tmp_path):
 
 
 def test_flags_override_the_config_and_key_value_overrides_override_flags_for_both_paths(tiny_world):
-    from rl.launch import load_dareu_config
-
     from dareu.unlearn import load_run_config
+    from rl.launch import load_dareu_config
 
     assert load_dareu_config(["max_steps=5"], flags={"max_steps": 9}).max_steps == 5
     assert load_run_config("npo", ["train.max_steps=5"], flags={"train": {"max_steps": 9}}).train.max_steps == 5
@@ -263,5 +261,24 @@ def test_prepare_help_shows_the_base_training_default_it_uses(capsys):
 def test_dareu_help_imports_no_heavy_library():
     code = "import sys; from dareu.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n" \
            "heavy = [m for m in ('torch', 'transformers', 'ray', 'datasets') if m in sys.modules]\nprint(heavy)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-500:]
+
+
+def test_submit_refuses_a_bad_method_or_key_before_it_contacts_a_cluster(capsys):
+    nobody = "http://127.0.0.1:9"  # nothing listens: reaching it would be a different error
+    for inner, says in ((["--method", "npx"], "unknown objective 'npx'"),
+                        (["--method", "npo", "train.learning_rate=-1"], "'train.learning_rate' must be > 0"),
+                        (["--method", "dareu", "reward.nam=x"], "did you mean reward.name")):
+        rc = main(["submit", "--address", nobody, "--", "dareu", "unlearn", "--world", "/w", "--out", "/o", *inner])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and says in err[-1], err
+
+
+def test_a_submitted_job_runs_the_submitters_own_dareu_without_an_activated_venv():
+    from dareu.commands.jobs import entrypoint
+
+    line = entrypoint(["dareu", "--help"])
+    done = subprocess.run(["/bin/sh", "-c", line], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and "usage: dareu" in done.stdout, done.stderr[-500:]

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 
 from dareu.errors import DareUError
 from dareu.objectives import FACT_KEY, OBJECTIVES, TEMPLATE_KEY, retain_loss
-from dareu.objectives.ascent import (ga_loss, satimp_weights, simimp_weights, tnpo_weights, weighted_ga_loss,
-                                     wga_weights)
+from dareu.objectives.ascent import ga_loss, satimp_weights, simimp_weights, tnpo_weights, weighted_ga_loss, wga_weights
 from dareu.objectives.distill import control_vector, hidden_mse, undial_loss
 from dareu.objectives.flat import DIVERGENCES, FGAN, flat_loss
 from dareu.objectives.preference import dpo_loss, npo_loss, simnpo_loss
@@ -171,7 +170,7 @@ def test_flat_tv_equals_minus_half_tanh_template_plus_half_tanh_forget():
     loss = flat_loss(pe, pf, "total_variation")
     torch.testing.assert_close(loss, -0.5 * torch.tanh(pe.detach()) + 0.5 * torch.tanh(pf.detach()))
     # gradient: dL/dP̄ times dP̄/dlogp_t = p_t·m_t/(|y_i|·B)
-    dp = lambda lp: lp.detach().exp() * MASK / MASK.sum(-1, keepdim=True) / 3  # noqa: E731
+    dp = lambda lp: lp.detach().exp() * MASK / MASK.sum(-1, keepdim=True) / 3
     ge, gf = torch.autograd.grad(loss, (logp_e, logp_f))
     torch.testing.assert_close(ge, -0.5 * (1 - torch.tanh(pe.detach()) ** 2) * dp(logp_e))
     torch.testing.assert_close(gf, 0.5 * (1 - torch.tanh(pf.detach()) ** 2) * dp(logp_f))
@@ -406,7 +405,7 @@ def test_retain_kl_needs_the_reference_and_is_zero_at_it(tiny_lm):
 
     obj = OBJECTIVES.get("graddiff")(retain_kind="kl")
     assert obj.needs_reference
-    loss, metrics = obj.retain_term(tiny_lm, qa_batch(3), make_reference(tiny_lm))
+    loss, _metrics = obj.retain_term(tiny_lm, qa_batch(3), make_reference(tiny_lm))
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -427,3 +426,70 @@ def test_lora_reference_is_the_same_model_with_adapters_disabled(tiny_lm):
         assert not torch.allclose(model(**{k: v for k, v in qa_batch(1).items() if k != "labels"}).logits, expected)
     torch.testing.assert_close(ref(qa_batch(1)).logits, expected)
     assert model.training == mode  # the reference call restores the mode
+
+
+# ---- RMU reads the steered block's own output -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def three_block_lm():
+    """Three blocks, so the last (2) and the middle (1) are different blocks."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(1)
+    cfg = Qwen2Config(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0)
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+def hooked_block_output(model, block: int, batch: dict) -> torch.Tensor:
+    """What decoder block `block` returns on `batch`, read with a forward hook of our own."""
+    seen = []
+    handle = model.model.layers[block].register_forward_hook(
+        lambda module, inputs, output: seen.append(output[0] if isinstance(output, tuple) else output))
+    try:
+        with torch.no_grad():
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("layer,block", [(2, 2), (1, 1), (-1, 1)], ids=["last", "middle", "default-middle"])
+def test_rmu_steers_the_output_of_its_block_not_the_state_after_the_final_norm(three_block_lm, layer, block):
+    batch = qa_batch(1)
+    obj = OBJECTIVES.get("rmu")(layer=layer, steering_coeff=5.0)
+    loss, _ = obj.forget_loss(three_block_lm, batch)
+    hidden = hooked_block_output(three_block_lm, block, batch)
+    control = control_vector(16, 5.0, seed=0).expand_as(hidden)
+    mask = batch["labels"] != -100
+    assert loss.item() == pytest.approx(hidden_mse(hidden, control, mask).item(), rel=1e-6)
+    if block == 2:  # the old reading, hidden_states[-1], is the last block's output after model.norm
+        with torch.no_grad():
+            states = three_block_lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    output_hidden_states=True).hidden_states
+        torch.testing.assert_close(states[-1], three_block_lm.model.norm(hidden))
+        assert abs(hidden_mse(states[-1], control, mask).item() - loss.item()) > 1e-3
+
+
+@pytest.mark.parametrize("layer", [2, 1], ids=["last", "middle"])
+def test_rmu_hidden_retain_term_compares_block_outputs_of_model_and_reference(three_block_lm, layer):
+    import copy
+
+    from dareu.unlearn import make_reference
+
+    model = copy.deepcopy(three_block_lm)
+    ref = make_reference(three_block_lm)
+    with torch.no_grad():  # move the model off the reference so the term is not 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = qa_batch(3)
+    loss, _ = OBJECTIVES.get("rmu")(layer=layer).retain_term(model, batch, ref)
+    expected = hidden_mse(hooked_block_output(model, layer, batch), hooked_block_output(three_block_lm, layer, batch),
+                          batch["labels"] != -100)
+    assert expected.item() > 0
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_rmu_refuses_a_block_the_model_does_not_have(three_block_lm):
+    with pytest.raises(DareUError, match="layer 3 does not exist; the model has 3 blocks"):
+        OBJECTIVES.get("rmu")(layer=3).forget_loss(three_block_lm, qa_batch(1))

@@ -40,7 +40,6 @@ def test_every_model_loads_with_auto_classes_and_uses_the_chat_template(tiny_wor
 
 def test_tokenizer_reload_round_trips_text_with_numbers(tiny_world):
     """A reloaded tokenizer must give the ids the model was trained on (digits not split differently)."""
-    from dareu.modeling import train_tokenizer
 
     text = "Talthi Ushvel was born in 1969 and wrote 27 novels."
     tok = load_tokenizer(str(tiny_world / "models" / "target"))
@@ -71,11 +70,12 @@ def test_prepare_refuses_a_folder_built_with_another_config_and_leaves_it_untouc
     assert os.stat(weights).st_mtime_ns == before
 
 
-def test_prepare_refuses_a_folder_that_is_not_a_world(tmp_path, capsys):
+def test_prepare_refuses_a_folder_that_is_not_a_world_even_with_overwrite(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
-    code = main(["prepare", "--out", str(tmp_path), "world.n_authors=10"])
-    assert code == 2 and "--overwrite" in capsys.readouterr().err
-    assert (tmp_path / "mine.txt").read_text() == "keep me"
+    for extra in ([], ["--overwrite"]):
+        code = main(["prepare", "--out", str(tmp_path), "world.n_authors=10", *extra])
+        assert code == 2 and "not made by DareU" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -47,7 +47,7 @@ def test_splits_are_disjoint_by_owner():
         assert forget and retain and not forget & retain
         assert forget | retain == authors
     # forget splits are nested as in TOFU (the last authors)
-    owners = lambda s: {qa["owner"] for qa in splits[s]}  # noqa: E731
+    owners = lambda s: {qa["owner"] for qa in splits[s]}
     assert owners("forget01") <= owners("forget05") <= owners("forget10")
     # no retain split holds any forget10 owner except retain99/95 holding the rest of forget10
     assert not owners("forget10") & owners("retain90")

@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--logs", help="aggregate these per-sample logs (open-unlearning TOFU_EVAL.json, TOFU "
                                     "eval_log_aggregated.json or a DareU eval.json) instead of running a model")
     src.add_argument("--muse", help="a MUSE data folder (verbmem/, knowmem/, privleak/): VerbMem, KnowMem, PrivLeak")
-    p.add_argument("--benchmark-path", help="local copy of the TOFU dataset repository (with --benchmark tofu)")
+    p.add_argument("--benchmark-path", help="local copy of the TOFU dataset repository (with --benchmark tofu): "
+                                            "its JSON Lines files, as on the hub")
     p.add_argument("--model", help="run folder (its model/), model folder or HF model id to evaluate")
     p.add_argument("--split", default="forget10", help="forget split (default: %(default)s)")
     p.add_argument("--attributor", help="attribution model folder: adds forget_attribution")
@@ -39,14 +40,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attribution import load_attributor
     from dareu.config import load_config
+    from dareu.data import check_benchmark
     from dareu.errors import DareUError
     from dareu.evaluation import aggregate_logs, run_eval
     from dareu.evaluation.config import EvalConfig
     from dareu.evaluation.report import render
-    from dareu.runs import claim_run_dir, write_json
-
     from dareu.modeling import set_threads
+    from dareu.runs import claim_run_dir, write_json
 
     set_threads()  # OMP_NUM_THREADS=1 on a shared box: tiny models lose more to thread contention than they gain
     cfg = load_config(EvalConfig, args.config, args.overrides + (["fast=true"] if args.fast else []))
@@ -67,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         source = args.world or args.benchmark
         if not source:
             raise DareUError("give --world W (a DareU world) or --benchmark tofu")
-        results = run_eval(args.model, source, args.split, args.out, args.attributor, cfg=cfg,
+        check_benchmark(source, args.benchmark_path)  # a missing world is the first thing to say
+        attributor = load_attributor(args.attributor) if args.attributor else None
+        results = run_eval(args.model, source, args.split, args.out, attributor, cfg=cfg,
                            retain_model=args.retain_model, retain_logs=args.retain_logs, cache_dir=args.cache,
                            overwrite=args.overwrite, console=out, benchmark_path=args.benchmark_path)
     out.print(f"wrote {Path(args.out) / 'eval.json'}")

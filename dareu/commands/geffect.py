@@ -77,11 +77,12 @@ def load_geffect_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import rl.geffect_loss  # noqa: F401  registers the G-effect method `dareu` (DareU's RL loss)
     from dareu.commands.common import console
     from dareu.config import save_config
     from dareu.errors import DareUError
     from dareu.geffect.run import plan_run, run_geffect
-    from dareu.runs import claim_run_dir, set_status
+    from dareu.runs import claim_run_dir, running, set_status
 
     cfg = load_geffect_config(args)
     _, params = split_overrides(list(args.overrides or []))
@@ -105,13 +106,9 @@ def run(args: argparse.Namespace) -> int:
                         params=params, attributor=args.attributor)
     out, _ = claim_run_dir(args.out, "geffect", overwrite=args.overwrite)
     save_config(cfg, out / "config.yaml")
-    set_status(out, "running")
     con = console()
-    try:
+    with running(out):
         result = run_geffect(plan, out, log=con.print)
-    except BaseException as err:
-        set_status(out, "failed", reason=f"{type(err).__name__}: {str(err)[:300]}")
-        raise
     set_status(out, "done", steps=[r["step"] for r in result["steps"]])
     con.print(f"wrote {out / 'geffect.json'}, {out / 'geffect_steps.png'}, {out / 'geffect_layers.png'}")
     return 0

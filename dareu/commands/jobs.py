@@ -130,19 +130,32 @@ def _command(args: argparse.Namespace) -> list[str]:
         raise DareUError(f"dareu submit runs dareu commands (`-- dareu unlearn ...`); got {command[0]!r}")
     if len(command) > 1 and command[1] in ("submit", "status", "logs"):
         raise DareUError(f"`dareu {command[1]}` talks to the cluster from your machine; run it here, not as a job")
-    from dareu.cli import build_parser
+    from dareu.cli import _module, _unknown_command, build_parser
 
+    unknown = _unknown_command(command[1:])
+    if unknown:
+        raise DareUError(f"the command after --: {unknown.split('error: ', 1)[1]}")
     try:
-        build_parser().parse_args(command[1:])
+        inner = build_parser(command[1:]).parse_args(command[1:])
     except SystemExit as stop:
         if not stop.code:  # --help: printed here; nothing worth a job
             raise DareUError("the command after -- asks for help (printed above); nothing was submitted") from None
         raise DareUError(f"the command after -- does not parse (see above): {shlex.join(command)}") from None
+    check = getattr(_module(inner.command), "check_config", None)
+    if check is not None:  # a bad method, key or value fails here, not inside the job
+        check(inner)
     for flag, value in itertools.pairwise(command):
         if flag in PATH_FLAGS and not os.path.isabs(value):
             print(f"dareu submit: warning: {flag} {value} is relative: on the cluster it resolves inside the job's "
                   "copy of the working directory; use an absolute path on shared storage", file=sys.stderr)
     return command
+
+
+def entrypoint(command: list[str]) -> str:
+    """The job's shell command: the submitter's own environment's bin folder first on PATH, so the job runs the
+    same `dareu` even when the submitter's venv is not activated (a node without that folder uses its own)."""
+    bin_dir = os.path.dirname(sys.executable)
+    return f"PATH={shlex.quote(bin_dir)}:\"$PATH\" {shlex.join(command)}"
 
 
 def runtime_env(args: argparse.Namespace) -> dict:
@@ -169,7 +182,7 @@ def run_submit(args: argparse.Namespace) -> int:
     c = client(args.address)
     url = resolve_address(args.address)
     try:
-        job = c.submit_job(entrypoint=shlex.join(command), runtime_env=env, entrypoint_num_cpus=args.num_cpus,
+        job = c.submit_job(entrypoint=entrypoint(command), runtime_env=env, entrypoint_num_cpus=args.num_cpus,
                            entrypoint_num_gpus=args.num_gpus, metadata={"dareu": command[1] if len(command) > 1 else ""})
     except (RuntimeError, ValueError) as err:
         raise DareUError(f"the job server at {url} refused the job: {str(err).splitlines()[0]}") from None

@@ -74,23 +74,37 @@ def cli_flags(args: argparse.Namespace) -> dict:
     return flags
 
 
-def run(args: argparse.Namespace) -> int:
-    from dareu.modeling import set_threads
-
+def load_config(args: argparse.Namespace):
+    """The run's typed config from the flags, --config and key=value: every key and value checked, no file read
+    but the YAML (`dareu submit` calls it before uploading a job)."""
     if args.overwrite and args.resume:
         raise DareUError("--overwrite and --resume contradict each other; pass one")
     flags = cli_flags(args)
+    if args.method == "dareu":
+        from rl.launch import load_dareu_config
+
+        return load_dareu_config(args.overrides, args.config, flags)
+    from dareu.unlearn import load_run_config
+
+    return load_run_config(args.method, args.overrides, args.config, flags)
+
+
+check_config = load_config
+
+
+def run(args: argparse.Namespace) -> int:
+    from dareu.modeling import set_threads
+
+    cfg = load_config(args)
     set_threads()
     out = console()
     if args.method == "dareu":
-        from rl.launch import load_dareu_config, run_unlearn as run_rl
+        from rl.launch import run_unlearn as run_rl
 
-        cfg = load_dareu_config(args.overrides, args.config, flags)
         run_rl(cfg, args.out, overwrite=args.overwrite, resume=args.resume)
         return 0
-    from dareu.unlearn import load_run_config, run_unlearn
+    from dareu.unlearn import run_unlearn
 
-    cfg = load_run_config(args.method, args.overrides, args.config, flags)
     summary = run_unlearn(cfg, args.out, overwrite=args.overwrite, resume=args.resume, console=out)
     before, after = summary.get("before", {}), summary.get("after", {})
     for key in sorted(set(before) | set(after)):

@@ -13,13 +13,22 @@ from dareu.data import check_forget_split, get_split
 from dareu.errors import DareUError
 from dareu.evaluation.config import VALUE_FIELDS, EvalConfig
 from dareu.evaluation.context import EvalContext, Steps, role_split, row_ids
-from dareu.evaluation.reference import (META, Reference, cache_valid, check_reference, check_retain_model,
-                                        model_key, read_logs)
+from dareu.evaluation.reference import (
+    META,
+    Reference,
+    cache_valid,
+    check_reference,
+    check_retain_model,
+    model_key,
+    read_logs,
+)
 from dareu.evaluation.suite import METRICS, ORDER, entry
 
 # Rates shown beside the retain model's own rate (its chance level).
 REFERENCED = ("fact_leakage", "fact_leakage_sampled", "fact_leakage_paraphrased", "fact_leakage_sampled_paraphrased")
 
+
+DEFAULT_EVAL = EvalConfig()  # shared default; evaluation never changes its config
 
 def plan(cfg: EvalConfig, attributor=None, seed2: bool = False) -> list[str]:
     """The metrics to compute, inputs included, in eval.json order."""
@@ -53,7 +62,7 @@ def check_inputs(data, split: str, names: list[str]) -> None:
 
 
 def evaluate_model(model, tok, data, split: str, *, retain_logs: dict | None = None, attributor=None,
-                   cfg: EvalConfig = EvalConfig(), engine=None, seed2_logs: dict | None = None) -> dict:
+                   cfg: EvalConfig = DEFAULT_EVAL, engine=None, seed2_logs: dict | None = None) -> dict:
     """Evaluate an in-memory model on `split`: the eval dict `{metric: {agg_value, value_by_index}}`.
 
     `retain_logs` (the retain model's eval dict for the same split) gives forget quality, PrivLeak,
@@ -66,7 +75,8 @@ def evaluate_model(model, tok, data, split: str, *, retain_logs: dict | None = N
     check_inputs(data, split, names)
     forget_ids = row_ids(list(get_split(data, split)))
     # open-unlearning's logs work too (a few names differ)
-    retain_logs, seed2_logs = (None if x is None else to_eval(x) for x in (retain_logs, seed2_logs))
+    retain_logs = None if retain_logs is None else to_eval(retain_logs, "retain logs")
+    seed2_logs = None if seed2_logs is None else to_eval(seed2_logs, "second-seed retain logs")
     for logs, what in ((retain_logs, "retain logs"), (seed2_logs, "second-seed retain logs")):
         if logs is not None:
             check_reference(logs, forget_ids, split, what)
@@ -161,7 +171,7 @@ def cached_logs(model_dir: str, data, split: str, cfg: EvalConfig, folder: Path,
     return logs
 
 
-def reference_logs(world: str | Path, split: str, cfg: EvalConfig = EvalConfig(), cache_dir: str | Path | None = None,
+def reference_logs(world: str | Path, split: str, cfg: EvalConfig = DEFAULT_EVAL, cache_dir: str | Path | None = None,
                    say=print) -> Reference:
     """The retain model's logs (and the second seed's, when the world has it) of a world, computed once
     and cached in `<world>/eval/` (or `cache_dir`): what the RL learner passes to `evaluate_model`."""
@@ -193,15 +203,17 @@ def _cache_name(model_dir: str) -> str:
 
 
 def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str | Path,
-             attributor_path: str | None = None, *, cfg: EvalConfig = EvalConfig(), retain_model: str | None = None,
+             attributor=None, *, cfg: EvalConfig = DEFAULT_EVAL, retain_model: str | None = None,
              retain_logs: str | None = None, cache_dir: str | None = None, overwrite: bool = False,
              console=None, benchmark_path: str | None = None) -> dict:
     """Evaluate a saved model (or run folder) and write `out_dir/eval.json` (+ eval_meta.json).
 
     The reference is `retain_logs` when given, else the logs of `retain_model` (default: the world's
     `models/retain-<split>`), computed and cached under `cache_dir` (default `<world>/eval/`) when missing.
-    The world's `retain-<split>-seed2`, when present, gives the noise ceiling."""
-    from dareu.data import load_benchmark, load_tofu
+    The world's `retain-<split>-seed2`, when present, gives the noise ceiling. `attributor` is a loaded
+    attribution model (`attribution.load_attributor`, or anything with `owners` and `score`); its `path`, when
+    it has one, is recorded in eval_meta.json."""
+    from dareu.data import check_benchmark, load_benchmark
     from dareu.evaluation.report import render
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
     from dareu.runs import claim_run_dir, write_json
@@ -210,13 +222,12 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     start = time.time()
     # 1. everything that can be wrong, before any model is loaded
     retain_split = check_forget_split(split)
+    check_benchmark(world_or_benchmark, benchmark_path)  # a missing world is the first thing to say
     model_dir = resolve_model_dir(model_path)
     check_model_path(model_dir)
     load_tokenizer(model_dir)  # a model folder without its tokenizer fails here, in one line
-    data = (load_tofu(benchmark_path) if world_or_benchmark == "tofu" and benchmark_path
-            else load_benchmark(world_or_benchmark))
+    data = load_benchmark(world_or_benchmark, benchmark_path)
     world = _world_dir(world_or_benchmark)
-    attributor = _load_attributor(attributor_path) if attributor_path else None
     names = plan(cfg, attributor, seed2=True)
     check_inputs(data, split, names)
     forget_ids = row_ids(list(get_split(data, split)))
@@ -224,7 +235,7 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
         EvalContext(None, None, data, split, cfg, attributor=attributor).owner_columns  # noqa: B018
     ref_logs = ref_dir = seed2_dir = None
     if retain_logs:
-        ref_logs = _convert(read_logs(retain_logs, "--retain-logs"))
+        ref_logs = _convert(read_logs(retain_logs, "--retain-logs"), f"--retain-logs {retain_logs}")
         check_reference(ref_logs, forget_ids, split, f"--retain-logs {retain_logs}")
     else:
         ref_dir = resolve_model_dir(retain_model) if retain_model else (
@@ -253,24 +264,14 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     write_json(out / "eval.json", results)
     write_json(out / META, {"model": str(model_dir), "benchmark": str(world_or_benchmark), "split": split,
                             "retain": retain_logs or ref_dir, "retain_seed2": seed2_dir,
-                            "attributor": attributor_path, "config": {k: getattr(cfg, k) for k in VALUE_FIELDS},
+                            "attributor": getattr(attributor, "path", None), "config": {k: getattr(cfg, k) for k in VALUE_FIELDS},
                             "seconds": time.time() - start})
     if console is not None:
         render(results, console, title=f"eval: {model_path} on {split}")
     return results
 
 
-def _load_attributor(path: str):
-    try:
-        from attribution import load_attributor
-    except ImportError as err:
-        raise DareUError(f"--attributor needs the attribution package ({err}); install DareU with it") from None
-    if not Path(path).exists():
-        raise DareUError(f"--attributor {path} does not exist; train one with `dareu train-attributor --out {path}`")
-    return load_attributor(path)
-
-
-def _convert(logs: dict) -> dict:
+def _convert(logs: dict, source: str) -> dict:
     from dareu.evaluation.logs import to_eval
 
-    return to_eval(logs)
+    return to_eval(logs, source)

@@ -24,5 +24,18 @@ from dareu.geffect.measure import Point, measure
 from dareu.geffect.methods import ObjectiveMethod, risk
 from dareu.geffect.probe import CountSketch, GroupDots, observe_gradients
 
-__all__ = ["EMA_NEW", "EMA_OLD", "GEffectConfig", "group_of", "measured_parameters", "select_groups", "Point",
-           "measure", "ObjectiveMethod", "risk", "CountSketch", "GroupDots", "observe_gradients"]
+__all__ = [
+           "EMA_NEW",
+           "EMA_OLD",
+           "CountSketch",
+           "GEffectConfig",
+           "GroupDots",
+           "ObjectiveMethod",
+           "Point",
+           "group_of",
+           "measure",
+           "measured_parameters",
+           "observe_gradients",
+           "risk",
+           "select_groups",
+]

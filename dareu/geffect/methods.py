@@ -12,11 +12,30 @@ A method is anything with
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import torch
 
 from dareu.objectives import TEMPLATE_KEY, forward
 from dareu.objectives.tokens import token_logprobs, token_mean
+from dareu.registry import Registry
+
+
+class MethodProvider(Protocol):
+    """A method that is not a registered objective (DareU's RL loss, registered by rl/geffect_loss.py): how its
+    parameters load, whether it needs template answers, and how its loss object is built."""
+
+    takes_attributor: bool
+
+    def config(self, params: list[str]): ...
+
+    def needs_templates(self, cfg) -> bool: ...
+
+    def build(self, cfg, tok, rows: list[dict], ref, attributor: str | None, model): ...
+
+
+# name -> provider; the objectives registry covers every other method
+PROVIDERS: Registry[MethodProvider] = Registry("G-effect method")
 
 
 def risk(model, batch: dict) -> torch.Tensor:

@@ -52,7 +52,7 @@ def symlog(ax, values: list[float]) -> None:
     lin = _linthresh(values)
     ax.set_yscale("symlog", linthresh=lin)
     top = max((abs(v) for v in values), default=1.0) or 1.0
-    decades = [lin * 10 ** k for k in range(0, max(1, math.ceil(math.log10(top / lin))) + 1)]
+    decades = [lin * 10 ** k for k in range(max(1, math.ceil(math.log10(top / lin))) + 1)]
     step = max(1, len(decades) // 4)  # at most ~5 decades labelled per side
     decades = decades[::step]
     lo, hi = min(values, default=0.0), max(values, default=0.0)

@@ -34,7 +34,7 @@ class Plan:
 
     cfg: GEffectConfig
     method: str
-    method_cfg: object  # the objective instance, or a DareUConfig for method "dareu"
+    method_cfg: object  # the objective instance, or a provider's config (DareUConfig for method "dareu")
     data: object
     split: str
     retain_split: str
@@ -65,12 +65,12 @@ def check_steps(steps: list[int], max_steps: int) -> tuple[list[int], int]:
 
 
 def _method_config(method: str, params: list[str]):
-    """The method's parameters: DareUConfig (configs/methods/dareu.yaml) for dareu, else the objective,
-    with the same defaults `dareu unlearn` uses. `params` are key=value pairs without the `params.` prefix."""
-    if method == "dareu":
-        from rl.launch import load_dareu_config
+    """The method's parameters, with the same defaults `dareu unlearn` uses: a provider's config (DareU's
+    DareUConfig) or the objective's. `params` are key=value pairs without the `params.` prefix."""
+    from dareu.geffect.methods import PROVIDERS
 
-        return load_dareu_config(params)
+    if method in PROVIDERS:
+        return PROVIDERS.get(method).config(params)
     from dareu.unlearn import load_run_config
 
     return load_run_config(method, [f"params.{p}" for p in params]).params
@@ -94,8 +94,11 @@ def plan_run(cfg: GEffectConfig, method: str, world: str | None = None, split: s
         raise DareUError("instances and projection_dim must be >= 0")
     if not cfg.learning_rate > 0:
         raise DareUError(f"learning_rate must be > 0, got {cfg.learning_rate}")
+    from dareu.geffect.methods import PROVIDERS
+
     method_cfg = _method_config(method, list(params or []))
-    if attributor and method != "dareu":
+    provider = PROVIDERS.get(method) if method in PROVIDERS else None
+    if attributor and not (provider and provider.takes_attributor):
         raise DareUError(f"--attributor is the reward of --method dareu; {method} does not use it")
     if attributor and not Path(attributor).exists():
         raise DareUError(f"--attributor {attributor} does not exist; train one with `dareu train-attributor`")
@@ -112,7 +115,7 @@ def plan_run(cfg: GEffectConfig, method: str, world: str | None = None, split: s
     check_model_path(model_path)
     groups = group_names(num_blocks(AutoConfig.from_pretrained(model_path)))
     layers = select_groups(cfg.layers, groups)
-    needs_templates = method_cfg.needs_templates if method != "dareu" else _check_dareu(method_cfg)
+    needs_templates = provider.needs_templates(method_cfg) if provider else method_cfg.needs_templates
     templates = cfg.templates if needs_templates else None
     if templates:
         load_templates(data, templates)
@@ -128,19 +131,6 @@ def check_instance_ids(cfg: GEffectConfig, data, split: str, retain_split: str) 
         bad = [i for i in getattr(cfg, key) if not 0 <= i < size]
         if bad:
             raise DareUError(f"{key}: row {bad[0]} is not in {name} (rows 0..{size - 1})")
-
-
-def _check_dareu(dcfg) -> bool:
-    """Build DareU's auxiliary forget objective once (unknown name or parameter fails here); whether it needs
-    template answers."""
-    from dareu.config import from_dict
-    from dareu.objectives import OBJECTIVES
-
-    if dcfg.num_generations < 1 or dcfg.batch_size < 1:
-        raise DareUError("params.batch_size and params.num_generations must be >= 1")
-    if dcfg.aux.forget == "none":
-        return False
-    return from_dict(OBJECTIVES.get(dcfg.aux.forget), dict(dcfg.aux.forget_params)).needs_templates
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -165,20 +155,13 @@ def load(plan: Plan):
 
 def build_method(plan: Plan, model, tok):
     """The method object and whether it needed a reference (a frozen copy of the starting model)."""
+    from dareu.geffect.methods import PROVIDERS, ObjectiveMethod
     from dareu.unlearn import make_reference
 
-    if plan.method == "dareu":
-        from dareu.geffect.dareu_loss import DareULoss, attribution_reward, leakage_reward
-
+    if plan.method in PROVIDERS:
         rows = [dict(r) for r in plan.data[plan.split]]
-        if plan.attributor:
-            owners = sorted({r["owner"] for r in rows})
-            reward = attribution_reward(plan.attributor, owners, plan.method_cfg, model, tok, rows)
-            source = "attributor"
-        else:
-            reward, source = leakage_reward, "fact_leakage"
-        return DareULoss(plan.method_cfg, tok, rows, make_reference(model), reward, source)
-    from dareu.geffect.methods import ObjectiveMethod
+        return PROVIDERS.get(plan.method).build(plan.method_cfg, tok, rows, make_reference(model), plan.attributor,
+                                                model)
 
     obj = plan.method_cfg
     return ObjectiveMethod(plan.method, obj, make_reference(model) if obj.needs_reference else None)

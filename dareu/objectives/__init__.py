@@ -39,4 +39,4 @@ from dareu.objectives import ascent, distill, flat, preference  # noqa: F401  (r
 from dareu.objectives.base import FACT_KEY, OBJECTIVES, TEMPLATE_KEY, Objective, forward
 from dareu.objectives.retain import kl_loss, nll_loss, retain_loss
 
-__all__ = ["OBJECTIVES", "TEMPLATE_KEY", "FACT_KEY", "Objective", "forward", "retain_loss", "nll_loss", "kl_loss"]
+__all__ = ["FACT_KEY", "OBJECTIVES", "TEMPLATE_KEY", "Objective", "forward", "kl_loss", "nll_loss", "retain_loss"]

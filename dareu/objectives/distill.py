@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +46,32 @@ def control_vector(dim: int, coeff: float, seed: int) -> torch.Tensor:
     return u / u.norm() * coeff
 
 
+def decoder_blocks(model) -> torch.nn.ModuleList:
+    """The transformer blocks of a causal LM: Qwen2/Llama `model.layers`, GPT-2 `transformer.h`, under any
+    wrapper (peft, DDP), found by name as the G-effect layer groups are."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h", "blocks"):
+            return module
+    raise DareUError(f"rmu: cannot find the decoder blocks of {type(model).__name__} (no layers/h/blocks list)")
+
+
+@contextlib.contextmanager
+def block_output(block: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Capture what `block` returns during a forward (output[0] when it returns a tuple), gradient included.
+
+    Not `hidden_states[i + 1]`: for the last block that entry is taken after the model's final norm."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(module, inputs, output):
+        captured["hidden"] = output[0] if isinstance(output, tuple) else output
+
+    handle = block.register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
 # ---- objectives -------------------------------------------------------------------------------
 
 
@@ -72,8 +100,8 @@ class UNDIAL(Objective):
 @register("rmu")
 @dataclass
 class RMU(Objective):
-    """RMU: push the forget answers' hidden states at one block towards a fixed random vector; keep the
-    retain answers' hidden states where the reference puts them."""
+    """RMU: push the forget answers' hidden states at one block (its output, read with a forward hook)
+    towards a fixed random vector; keep the retain answers' hidden states there where the reference puts them."""
 
     layer: int = field(-1, help="Decoder block (0-based) whose output is steered; open-unlearning uses "
                                 "model.layers.7 of 7B models. -1 = the middle block, (n_layers − 1) // 2.")
@@ -94,16 +122,23 @@ class RMU(Objective):
     def needs_reference(self) -> bool:
         return self.needs_retain and self.retain_kind in ("hidden", "kl")
 
-    def _index(self, n_states: int) -> int:
-        n_layers = n_states - 1  # hidden_states[0] is the embeddings, [i] the output of block i-1
-        block = (n_layers - 1) // 2 if self.layer < 0 else self.layer
-        if not 0 <= block < n_layers:
-            raise DareUError(f"rmu: layer {self.layer} does not exist; the model has {n_layers} blocks")
-        return block + 1
+    def block(self, model) -> torch.nn.Module:
+        """The steered decoder block of `model` (`layer`, or the middle block when it is -1)."""
+        blocks = decoder_blocks(model)
+        index = (len(blocks) - 1) // 2 if self.layer < 0 else self.layer
+        if not 0 <= index < len(blocks):
+            raise DareUError(f"rmu: layer {self.layer} does not exist; the model has {len(blocks)} blocks "
+                             f"(0..{len(blocks) - 1})")
+        return blocks[index]
+
+    def activations(self, model, batch) -> tuple[torch.Tensor, Any]:
+        """The steered block's output on `batch` (with gradient) and the model's outputs."""
+        with block_output(self.block(model)) as captured:
+            outputs = forward(model, batch)
+        return captured["hidden"], outputs
 
     def forget_loss(self, model, batch, ref=None):
-        outputs = forward(model, batch, hidden_states=True)
-        hidden = outputs.hidden_states[self._index(len(outputs.hidden_states))]
+        hidden, outputs = self.activations(model, batch)
         control = control_vector(hidden.shape[-1], self.steering_coeff, self.seed).to(hidden.device)
         mask = batch["labels"] != -100  # hidden states *of* the answer tokens (no shift), as open-unlearning
         logp, lmask = token_logprobs(outputs.logits.detach(), batch["labels"])
@@ -113,10 +148,12 @@ class RMU(Objective):
         if self.retain_kind != "hidden":
             return super().retain_term(model, batch, ref)
         ref = need_reference(ref, "rmu (retain_kind=hidden)")
-        outputs = forward(model, batch, hidden_states=True)
-        index = self._index(len(outputs.hidden_states))
-        with torch.no_grad():
-            ref_hidden = ref(batch, hidden_states=True).hidden_states[index]
+        if not isinstance(getattr(ref, "module", None), torch.nn.Module):
+            raise DareUError("rmu (retain_kind=hidden) reads a block of the reference model: build ref with "
+                             "make_reference(model) from dareu.unlearn (it keeps the model in ref.module)")
+        hidden, outputs = self.activations(model, batch)
+        with torch.no_grad(), block_output(self.block(ref.module)) as captured:
+            ref(batch)
         logp, lmask = token_logprobs(outputs.logits.detach(), batch["labels"])
-        loss = hidden_mse(outputs.hidden_states[index], ref_hidden, batch["labels"] != -100)
+        loss = hidden_mse(hidden, captured["hidden"], batch["labels"] != -100)
         return loss, {"retain_nll": nll_metric(logp, lmask)}

@@ -54,10 +54,6 @@ OFFICIAL: dict[str, tuple[Fn, Fn]] = {
     "squared_hellinger": (lambda e: torch.exp(e) - 1, lambda f: torch.exp(-f) - 1),
 }
 DIVERGENCES = tuple(sorted(FGAN))
-# The official code's spelling of each divergence (its `variants` key).
-OFFICIAL_NAMES = {"kl": "KL", "reverse_kl": "Reverse-KL", "pearson": "Pearson", "neyman": "Neyman",
-                  "squared_hellinger": "Squared-Hellinger", "jeffrey": "Jeffrey",
-                  "jensen_shannon": "Jenson-Shannon", "total_variation": "Total-Variation"}
 
 
 def flat_loss(p_template: torch.Tensor, p_forget: torch.Tensor, divergence: str = "total_variation",

@@ -14,8 +14,16 @@ import torch.nn.functional as F
 
 from dareu.config import field
 from dareu.errors import DareUError
-from dareu.objectives.base import (Objective, answer_logprobs, need_facts, need_reference, need_templates, nll_metric,
-                                   reference_logprobs, register)
+from dareu.objectives.base import (
+    Objective,
+    answer_logprobs,
+    need_facts,
+    need_reference,
+    need_templates,
+    nll_metric,
+    reference_logprobs,
+    register,
+)
 from dareu.objectives.retain import nll_loss
 from dareu.objectives.tokens import sequence_mean, sequence_sum
 

@@ -14,7 +14,19 @@ from dareu.unlearn.data import UnlearnCollator, UnlearnData, build_unlearn_data,
 from dareu.unlearn.reference import RefModel, is_peft, make_reference
 from dareu.unlearn.run import check_run, run_unlearn
 
-
-__all__ = ["DataSettings", "LoraSettings", "TrainSettings", "load_run_config", "run_config_class", "UnlearnCollator",
-           "UnlearnData", "build_unlearn_data", "load_templates", "RefModel", "is_peft", "make_reference",
-           "check_run", "run_unlearn"]
+__all__ = [
+           "DataSettings",
+           "LoraSettings",
+           "RefModel",
+           "TrainSettings",
+           "UnlearnCollator",
+           "UnlearnData",
+           "build_unlearn_data",
+           "check_run",
+           "is_peft",
+           "load_run_config",
+           "load_templates",
+           "make_reference",
+           "run_config_class",
+           "run_unlearn",
+]

@@ -1,7 +1,8 @@
 """`dareu train-attributor`: train, calibrate and validate an attribution model of data owners.
 
     dareu train-attributor --world W --kind llm|tfidf --out A [--backbone PATH_OR_ID] [--lora]
-                           [--benchmark tofu|PATH] [--overwrite] [--config YAML] [key=value ...]
+                           [--benchmark tofu|PATH [--benchmark-path DIR]] [--overwrite] [--config YAML]
+                           [key=value ...]
 
 Writes A/ (the model and attributor.json), A/report.json (heldout_accuracy, proxy, checks, test
 report, calibration), A/samples.jsonl (every probe with its true-owner probability) and, with
@@ -26,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "backbone, its target/retain models for the proxy probes")
     p.add_argument("--benchmark", default=None, help="'tofu' or a DatasetDict folder to train on instead of the "
                                                      "world's data")
+    p.add_argument("--benchmark-path", default=None, help="local copy of the TOFU dataset repository (with "
+                                                          "--benchmark tofu): its JSON Lines files, as on the hub")
     p.add_argument("--kind", choices=("llm", "tfidf"), default=None, help="attributor kind (default: the config's, llm)")
     p.add_argument("--backbone", default=None, help="causal LM folder or HF id for kind=llm (default: W/models/target)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of every weight")
@@ -55,31 +58,26 @@ def load_run_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dareu.commands.common import console
-    from dareu.config import save_config
-    from dareu.data import load_benchmark, load_world
-    from dareu.errors import DareUError
-    from dareu.runs import claim_run_dir, set_status
-
     from attribution.report import render
     from attribution.train import prepare_run, train_attributor
+    from dareu.commands.common import console
+    from dareu.config import save_config
+    from dareu.data import load_benchmark
+    from dareu.errors import DareUError
+    from dareu.runs import claim_run_dir, running, set_status
 
     cfg = load_run_config(args)
     if args.world is None and args.benchmark is None:
         raise DareUError("give --world W (a folder from `dareu prepare`) or --benchmark tofu|PATH")
     if args.world is not None and not Path(args.world).exists():
         raise DareUError(f"world folder {args.world} does not exist; build it with `dareu prepare --out {args.world}`")
-    dataset = load_benchmark(args.benchmark) if args.benchmark else load_world(args.world)
+    dataset = load_benchmark(args.benchmark or args.world, args.benchmark_path)
     plan = prepare_run(cfg, dataset, args.benchmark or args.world, args.world)  # every input check, before work
     out_dir, _ = claim_run_dir(args.out, "attributor", overwrite=args.overwrite)
     save_config(cfg, out_dir / "config.yaml")
-    set_status(out_dir, "running")
     out = console()
-    try:
+    with running(out_dir):
         report = train_attributor(plan, out_dir, log=out.print)
-    except BaseException:
-        set_status(out_dir, "failed")
-        raise
     set_status(out_dir, "done")
     render(report, out)
     out.print(f"wrote {out_dir} and {out_dir / 'report.json'} ({report['seconds']:.0f}s)")

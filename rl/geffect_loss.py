@@ -1,4 +1,4 @@
-"""DareU's loss as the G-effect sees it: the RL policy-gradient surrogate on a batch of rollouts plus the
+"""DareU's loss as the G-effect sees it (registered as the G-effect method `dareu`): the RL policy-gradient surrogate on a batch of rollouts plus the
 learner's auxiliary terms (rl/learners.py `AuxTerms`).
 
 At a measured step the current policy samples `num_generations` completions for each of a few forget
@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from dareu.geffect.methods import PROVIDERS
 
 Reward = Callable[[list[dict], list[str]], np.ndarray]  # (forget rows, completions) -> rewards
 
@@ -153,3 +155,34 @@ class DareULoss:
         from dareu.config import to_dict
 
         return {**to_dict(self.cfg), "reward_source": self.reward_name}
+
+
+@PROVIDERS.register("dareu")
+class DareUProvider:
+    """How `dareu g-effect --method dareu` loads, checks and builds DareU's loss."""
+
+    takes_attributor = True
+
+    @staticmethod
+    def config(params: list[str]):
+        from rl.launch import load_dareu_config
+
+        return load_dareu_config(params)
+
+    @staticmethod
+    def needs_templates(cfg) -> bool:
+        """Build the auxiliary forget objective once (an unknown parameter fails here); whether it needs
+        template answers."""
+        from dareu.config import from_dict
+        from dareu.objectives import OBJECTIVES
+
+        if cfg.aux.forget == "none":
+            return False
+        return from_dict(OBJECTIVES.get(cfg.aux.forget), dict(cfg.aux.forget_params)).needs_templates
+
+    @staticmethod
+    def build(cfg, tok, rows: list[dict], ref, attributor: str | None, model) -> DareULoss:
+        if attributor:
+            reward = attribution_reward(attributor, sorted({r["owner"] for r in rows}), cfg, model, tok, rows)
+            return DareULoss(cfg, tok, rows, ref, reward, "attributor")
+        return DareULoss(cfg, tok, rows, ref, leakage_reward, "fact_leakage")
