@@ -8,7 +8,7 @@ the true answer (labelled with the owner) stands beside the same surface with a 
 values drawn from the same attribute, other owners' values included, or the benchmark's perturbed
 answers; first the owner's own values of other attributes that share the pool, so a value is tied
 to its attribute). So neither the name nor its absence predicts the label: only the fact does. A
-name-driven classifier (research/prototype.md) is the shortcut this closes.
+name-driven classifier is the shortcut this closes.
 
 With a prompt, an owner class means "carries the data of the owner this question is about": another
 owner's true answer to the same kind of question, under that owner's name (what a model that never

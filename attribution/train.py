@@ -19,6 +19,7 @@ from attribution.config import AttributorConfig
 from attribution.data import AttributionData, build_data
 from attribution.metrics import classification_report, label_ids
 from attribution.proxy import checks, generate_answers, probe_sets, proxy_models, proxy_numbers
+from dareu.data import world_data_key
 from dareu.errors import DareUError
 
 
@@ -35,11 +36,7 @@ class Plan:
 
 def benchmark_identity(source: str, world: str | Path | None, data: AttributionData, cfg: AttributorConfig) -> dict:
     """What an attributor was trained on, so RL can refuse an attributor of another benchmark."""
-    key = None
-    if world is not None:
-        stamp = Path(world) / "data" / "dareu_stamp.json"
-        if stamp.is_file():
-            key = json.loads(stamp.read_text()).get("key")
+    key = world_data_key(world)
     owners = data.owners[:-1]
     return {"source": str(source), "data_key": key, "owners_signature": owners_signature(owners),
             "n_owners": len(owners), "owner_splits": list(cfg.data.owner_splits),

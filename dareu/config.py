@@ -190,6 +190,8 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if not path.is_file() and path.parts[:1] == ("configs",):  # a shipped config, wherever DareU is installed
+        path = CONFIGS_DIR.joinpath(*path.parts[1:])
     if not path.is_file():
         raise DareUError(f"config file {path} does not exist; see configs/ for examples")
     try:

@@ -21,6 +21,36 @@ def world_data_dir(world: str | Path) -> Path:
     return p / "data" if (p / "data" / "dataset_dict.json").exists() else p
 
 
+def world_data_key(world: str | Path | None) -> str | None:
+    """The key of the data a world was built from (its data folder's stamp), or None for a benchmark without one.
+    Attributors, evaluations and reference logs record it, so a mismatch is refused instead of mixed in."""
+    if world is None:
+        return None
+    stamp = Path(world) / "data" / "dareu_stamp.json"
+    if not stamp.is_file():
+        return None
+    import json
+
+    return json.loads(stamp.read_text()).get("key")
+
+
+def split_key(data, split: str) -> str:
+    """A hash of a split's content (owner, question, answer of every row): what reference logs were computed on."""
+    import hashlib
+    import json
+
+    rows = get_split(data, split)
+    text = json.dumps([list(rows[c]) for c in ("owner", "question", "answer")], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_same_data(recorded: str | None, world: str | Path | None, what: str, fix: str) -> None:
+    """Refuse `what` (an attributor, a run, an evaluation) made from another build of the world's data."""
+    current = world_data_key(world)
+    if recorded and current and recorded != current:
+        raise DareUError(f"{what} was made from other data than {world} (data key {recorded} vs {current}); {fix}")
+
+
 def check_world(path: str | Path) -> Path:
     """The data folder of a world, checked without loading it (a cheap first check of any command)."""
     data_dir = world_data_dir(path)

@@ -225,3 +225,190 @@ def set_threads() -> None:
     n = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if n > 0:
         torch.set_num_threads(n)
+
+
+# GGUF files: a model source that needs no model hub (llama.cpp's format; many models ship as one file).
+
+GGUF_STAMP = "dareu_stamp.json"  # provenance of a converted folder: source file, size, sha256, fixes
+GGUF_MIN_VERSION = "0.17"
+GGUF_INSTALL = "pip install gguf (bash scripts/install.sh installs it)"
+CHATML_END = "<|im_end|>"  # the end of a turn in a ChatML template (<|im_start|>role\n...<|im_end|>)
+# GGUF architecture names that transformers' GGUF loader knows under another name (load_gguf_checkpoint)
+_GGUF_ARCH_ALIASES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2"}
+_GGUF_NOT_CAUSAL = {"t5", "t5encoder", "umt5"}
+
+
+def _require_gguf_package() -> str:
+    """The installed `gguf` version; a one-line error when it is missing or too old."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        import gguf  # noqa: F401 - transformers reads GGUF tensors and tokenizers with it
+        installed = version("gguf")
+    except (ImportError, PackageNotFoundError):
+        raise DareUError(f"reading GGUF files needs the gguf package, which is not installed: {GGUF_INSTALL}") from None
+    if Version(installed) < Version(GGUF_MIN_VERSION):
+        raise DareUError(f"gguf {installed} is older than the {GGUF_MIN_VERSION} DareU needs: pip install -U gguf "
+                         "(bash scripts/install.sh installs the right one)")
+    return installed
+
+
+def gguf_causal_architectures() -> list[str]:
+    """The GGUF architectures (general.architecture) that transformers loads as a causal LM."""
+    from transformers.integrations.gguf import GGUF_ARCHS
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    known = (set(GGUF_SUPPORTED_ARCHITECTURES) | set(GGUF_ARCHS)) - {"general", "tokenizer"} - _GGUF_NOT_CAUSAL
+    return sorted(known | {a for a, name in _GGUF_ARCH_ALIASES.items() if name in known})
+
+
+def check_gguf_file(path: str | Path) -> dict:
+    """The metadata of a GGUF file DareU can convert, read without its tensors (milliseconds). One-line errors,
+    before anything is written or loaded: a missing file, one that is not GGUF, the gguf package missing, an
+    architecture transformers cannot load as a causal LM, a model without a chat template."""
+    path = Path(path).expanduser()
+    hint = "give the path of a .gguf model file"
+    if not path.exists():
+        raise DareUError(f"{path} does not exist; {hint}")
+    if path.is_dir():
+        raise DareUError(f"{path} is a folder; {hint}")
+    if path.suffix.lower() != ".gguf":
+        raise DareUError(f"{path} is not a .gguf file; {hint}")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if not head.startswith(b"GGUF"):
+        what = "a Git LFS pointer, not the file" if head.startswith(b"version https://git-lfs") else \
+            "it does not start with the GGUF magic bytes"
+        raise DareUError(f"{path} is not a GGUF file ({what}); {hint}")
+    _require_gguf_package()
+    from transformers.integrations.gguf import read_gguf_metadata
+
+    try:
+        metadata, _ = read_gguf_metadata(str(path))
+    except Exception as err:  # noqa: BLE001 - a truncated or corrupt file fails in many ways, all ending the same
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise DareUError(f"{path} could not be read as a GGUF file ({first}); it may be truncated") from None
+    arch = str(metadata.get("general.architecture"))
+    readable = gguf_causal_architectures()
+    if arch not in readable:
+        import transformers
+
+        raise DareUError(f"{path}: architecture {arch!r} cannot be read as a causal LM by transformers "
+                         f"{transformers.__version__}; readable: {', '.join(readable)}")
+    if not metadata.get("tokenizer.chat_template"):
+        raise DareUError(f"{path} has no chat template (tokenizer.chat_template); DareU prompts models through "
+                         "their chat template, so it needs a chat/instruct model's GGUF")
+    return metadata
+
+
+def fix_gguf_special_tokens(tok, metadata: dict) -> list[str]:
+    """Repair what transformers' GGUF tokenizer conversion gets wrong, in place; returns what was changed.
+
+    - eos: transformers 5.17 names the *bos* token as eos for every llama-architecture file (GGUFLlamaConverter);
+      the file's own tokenizer.ggml.eos_token_id is restored.
+    - a ChatML template ends each turn with <|im_end|>: that is the eos a chat model must stop on, whatever the
+      file says.
+    - pad: the file's tokenizer.ggml.padding_token_id when there is none, else eos; never the token that was a
+      wrong eos."""
+    fixes = []
+    wrong = set()
+
+    def set_eos(token: str, why: str) -> None:
+        wrong.add(tok.eos_token)
+        fixes.append(f"eos {tok.eos_token} -> {token} ({why})")
+        tok.eos_token = token
+
+    size = len(tok)
+    eos_id = metadata.get("tokenizer.ggml.eos_token_id")
+    if isinstance(eos_id, int) and 0 <= eos_id < size and tok.eos_token_id != eos_id:
+        set_eos(tok.convert_ids_to_tokens(eos_id), "the file's tokenizer.ggml.eos_token_id")
+    template = tok.chat_template if isinstance(tok.chat_template, str) else ""
+    if CHATML_END in template and CHATML_END in tok.get_vocab() and tok.eos_token != CHATML_END:
+        set_eos(CHATML_END, "the end of a turn in the ChatML chat template")
+    if tok.pad_token is None or tok.pad_token in wrong:
+        pad_id = metadata.get("tokenizer.ggml.padding_token_id")
+        pad = tok.convert_ids_to_tokens(pad_id) if isinstance(pad_id, int) and 0 <= pad_id < size else None
+        pad = tok.eos_token if pad is None or pad in wrong else pad
+        fixes.append(f"pad {tok.pad_token} -> {pad}")
+        tok.pad_token = pad
+    for key in ("eos_token_id", "pad_token_id"):  # saved beside the token names; keep them in agreement
+        if key in tok.init_kwargs:
+            tok.init_kwargs[key] = getattr(tok, key)
+    return fixes
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(path: str | Path, out: str | Path) -> dict:
+    """Convert a GGUF model file into an ordinary HF folder `out`: the model dequantised to float32 (safetensors)
+    and its tokenizer with eos/pad repaired (fix_gguf_special_tokens), both loading with plain `from_pretrained`.
+    The caller claims `out` first (dareu.runs.claim_run_dir). Writes out/dareu_stamp.json last, so a folder with
+    it is complete; returns its contents (source file, size, sha256, parameters, fixes, seconds)."""
+    import time
+
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    from dareu.runs import write_json
+
+    start = time.time()
+    path = Path(path).expanduser().resolve()
+    metadata = check_gguf_file(path)
+    folder, name = str(path.parent), path.name
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        fixes = fix_gguf_special_tokens(tok, metadata)
+        if not tok.chat_template:
+            raise DareUError(f"{path}: the converted tokenizer has no chat template; DareU prompts models through "
+                             "their chat template")
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True,
+                                                     dtype=torch.float32,
+                                                     quantization_config=GgufConfig(dequantize=True))
+    except (ValueError, NotImplementedError, KeyError, OSError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise DareUError(f"transformers {transformers.__version__} could not read {path}: {first}") from None
+    if fixes:  # the model's own ids follow the tokenizer, so generate() stops where the tokenizer ends a turn
+        for cfg in (model.config, model.generation_config):
+            cfg.eos_token_id = tok.eos_token_id
+            cfg.pad_token_id = tok.pad_token_id
+    elif model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    tok.init_kwargs.pop("local_files_only", None)  # how this load ran, not a property of the tokenizer
+    # transformers ignores this clean-up for BPE tokenizers (it would eat spaces before punctuation) and warns on
+    # every load while it is set; the GGUF conversion sets it
+    tok.clean_up_tokenization_spaces = tok.init_kwargs["clean_up_tokenization_spaces"] = False
+    out = Path(out)
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    sha = _sha256(path)
+    info = {
+        "key": sha[:16],
+        "source": str(path),
+        "source_size_bytes": path.stat().st_size,
+        "source_sha256": sha,
+        "architecture": metadata["general.architecture"],
+        "name": metadata.get("general.name"),
+        "file_type": metadata.get("general.file_type"),
+        "model_type": model.config.model_type,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": "float32",
+        "eos_token": tok.eos_token,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token": tok.pad_token,
+        "fixes": fixes,
+        "transformers": transformers.__version__,
+        "gguf": _require_gguf_package(),
+        "seconds": round(time.time() - start, 2),
+    }
+    write_json(out / GGUF_STAMP, info)
+    return info

@@ -50,7 +50,7 @@ def preflight(cfg: DareUConfig) -> dict:
     if not world:
         raise DareUError("no world given; pass --world W (a folder made by `dareu prepare`)")
     from attribution.attributor import read_info
-    from dareu.data import check_forget_split, get_split, load_world
+    from dareu.data import check_forget_split, check_same_data, get_split, load_world
     from dareu.modeling import check_model_path, resolve_model_dir
     from rl.placement import check_config
 
@@ -74,6 +74,8 @@ def preflight(cfg: DareUConfig) -> dict:
     if not Path(attributor).exists():
         raise DareUError(f"--attributor {attributor} does not exist; train one with `dareu train-attributor --out {attributor}`")
     info = read_info(attributor)
+    check_same_data(info.get("benchmark", {}).get("data_key"), world, f"attributor {attributor}",
+                    "train one on this world")
     classes = set(info["owners"]) - {"none"}
     missing = sorted({r["owner"] for r in rows} - classes)
     if missing:

@@ -282,3 +282,21 @@ def test_a_submitted_job_runs_the_submitters_own_dareu_without_an_activated_venv
     done = subprocess.run(["/bin/sh", "-c", line], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0 and "usage: dareu" in done.stdout, done.stderr[-500:]
+
+
+def test_an_attributor_made_from_another_build_of_the_data_is_refused(tiny_world, tiny_attributor, tmp_path, capsys):
+    import json
+    import shutil
+
+    other = tmp_path / "other-att"
+    shutil.copytree(tiny_attributor, other)
+    info = json.loads((other / "attributor.json").read_text())
+    assert info["benchmark"]["data_key"]  # recorded when it was trained
+    info["benchmark"]["data_key"] = "0123456789abcdef"  # same owners, another build of the world
+    (other / "attributor.json").write_text(json.dumps(info))
+    rc = main(["eval", "--world", str(tiny_world), "--model", str(tiny_world / "models" / "target"),
+               "--attributor", str(other), "--out", str(tmp_path / "e")])
+    assert rc == 2 and "made from other data" in _one_line_error(capsys) and not (tmp_path / "e").exists()
+    rc = main(["unlearn", "--world", str(tiny_world), "--method", "dareu", "--attributor", str(other),
+               "--out", str(tmp_path / "r")])
+    assert rc == 2 and "made from other data" in _one_line_error(capsys) and not (tmp_path / "r").exists()

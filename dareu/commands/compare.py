@@ -31,8 +31,12 @@ def row_from_eval(results: dict, seconds: float | None) -> dict:
     return row
 
 
-def check_same_reference(meta: dict, split: str, retain: str, where: str) -> None:
-    """A run evaluated against another retain model or split cannot share a table with the others."""
+def check_same_reference(meta: dict, split: str, retain: str, where: str, world: str | None = None) -> None:
+    """A run evaluated against another retain model, split or build of the data cannot share a table with the
+    others."""
+    from dareu.data import check_same_data
+
+    check_same_data(meta.get("data_key"), world, where, "re-evaluate it on this world")
     if meta.get("split") != split:
         raise DareUError(f"{where} was evaluated on split {meta.get('split')!r}, this comparison is on {split!r}; "
                          "re-evaluate it or compare runs of one split")
@@ -99,7 +103,7 @@ def run_method(method: str, world: str, split: str, out: Path, attributor: str |
     return time.time() - start
 
 
-def check_collected(runs: dict[str, str], methods: list[str], split: str, retain: str) -> None:
+def check_collected(runs: dict[str, str], methods: list[str], split: str, retain: str, world: str) -> None:
     """Every --run names a compared method and a finished run folder (checked before any evaluation)."""
     for name, path in runs.items():
         if name not in methods:
@@ -114,7 +118,7 @@ def check_collected(runs: dict[str, str], methods: list[str], split: str, retain
             raise DareUError(f"--run {name}={path} holds no model/ folder; give the folder `dareu unlearn --out` wrote")
         meta_path = Path(path) / "eval" / "eval_meta.json"
         if meta_path.is_file():
-            check_same_reference(read_json(meta_path), split, retain, f"run {path}")
+            check_same_reference(read_json(meta_path), split, retain, f"run {path}", world)
 
 
 def compare(world: str, split: str, methods: list[str], out: str | Path, attributor: str | None = None,
@@ -140,7 +144,7 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
             OBJECTIVES.get(method)  # unknown names fail here, listing the registered ones
     if "dareu" in methods and "dareu" not in runs and not attributor:
         raise DareUError("comparing dareu needs --attributor DIR (train one with `dareu train-attributor`)")
-    check_collected(runs, methods, split, retain)
+    check_collected(runs, methods, split, retain, world)
     if attributor:
         _loaded(attributor)  # a missing or broken attributor fails here, before any evaluation
     out, _ = claim_run_dir(out, kind, overwrite=overwrite, reuse=True)
@@ -184,7 +188,7 @@ def _evaluated(model_dir: str, world: str, split: str, eval_dir: Path, attributo
         meta_path = folder / "eval_meta.json"
         if meta_path.is_file():
             meta = read_json(meta_path)
-            check_same_reference(meta, split, retain, str(folder))
+            check_same_reference(meta, split, retain, str(folder), world)
             if meta.get("attributor") == attributor and meta.get("model") == model_dir:
                 return row_from_eval(read_json(folder / "eval.json"), seconds)
     say(f"[compare] evaluating {model_dir}")

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = args.config or CONFIGS_DIR / "demo" / ("fast.yaml" if args.fast else "default.yaml")
     cfg = load_config(DemoConfig, path, args.overrides)
-    run_demo(cfg, args.out or ("runs/demo-fast" if args.fast else "runs/demo"), console=console(),
+    demo_pipeline(cfg, args.out or ("runs/demo-fast" if args.fast else "runs/demo"), console=console(),
              overwrite=args.overwrite)
     return 0
 
@@ -91,7 +91,7 @@ def check_demo_out(out: Path, cfg: DemoConfig, overwrite: bool) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def run_demo(cfg: DemoConfig, out: str | Path, console=None, overwrite: bool = False) -> dict:
+def demo_pipeline(cfg: DemoConfig, out: str | Path, console=None, overwrite: bool = False) -> dict:
     from dareu.cli import main as cli
     from dareu.commands.compare import compare
     from dareu.config import to_dict

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dareu.data import check_forget_split, get_split
+from dareu.data import check_forget_split, check_same_data, get_split, split_key, world_data_key
 from dareu.errors import DareUError
 from dareu.evaluation.config import VALUE_FIELDS, EvalConfig
 from dareu.evaluation.context import EvalContext, Steps, role_split, row_ids
@@ -156,7 +156,7 @@ def cached_logs(model_dir: str, data, split: str, cfg: EvalConfig, folder: Path,
     settings, else computed now and written there."""
     from dareu.runs import write_json
 
-    values = {k: getattr(cfg, k) for k in VALUE_FIELDS}
+    values = {**{k: getattr(cfg, k) for k in VALUE_FIELDS}, "split_key": split_key(data, split)}
     key = model_key(model_dir)
     if cache_valid(folder, key, values):
         return read_logs(folder / "eval.json")
@@ -232,6 +232,8 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     check_inputs(data, split, names)
     forget_ids = row_ids(list(get_split(data, split)))
     if attributor is not None:
+        check_same_data(getattr(attributor, "benchmark", {}).get("data_key"), world,
+                        f"attributor {getattr(attributor, 'path', '')}".strip(), "train one on this world")
         EvalContext(None, None, data, split, cfg, attributor=attributor).owner_columns  # noqa: B018
     ref_logs = ref_dir = seed2_dir = None
     if retain_logs:
@@ -262,7 +264,8 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     results = evaluate_model(model, tok, data, split, retain_logs=ref_logs, attributor=attributor, cfg=cfg,
                              engine=_engine(model_dir, cfg), seed2_logs=seed2_logs)
     write_json(out / "eval.json", results)
-    write_json(out / META, {"model": str(model_dir), "benchmark": str(world_or_benchmark), "split": split,
+    write_json(out / META, {"model": str(model_dir), "benchmark": str(world_or_benchmark),
+                            "data_key": world_data_key(world), "split": split,
                             "retain": retain_logs or ref_dir, "retain_seed2": seed2_dir,
                             "attributor": getattr(attributor, "path", None), "config": {k: getattr(cfg, k) for k in VALUE_FIELDS},
                             "seconds": time.time() - start})

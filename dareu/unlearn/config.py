@@ -22,8 +22,8 @@ METHODS_DIR = CONFIGS_DIR / "methods"
 class TrainSettings:
     # Defaults: measured on the default world (configs/methods/*.yaml cite the figures). open-unlearning's TOFU
     # recipe for 1B-8B models is lr 1e-5, 10 epochs, 8 x 4 QA per step, linear decay after a 1-epoch warmup;
-    # the world's ~1M-parameter models need larger steps, and many small steps (8 forget + 8 retain QA, as in
-    # research/prototype.md) keep the retain term in step with the forget term.
+    # the world's ~1M-parameter models need larger steps, and many small steps (8 forget + 8 retain QA, measured
+    # on the default world) keep the retain term in step with the forget term.
     learning_rate: float = field(2e-4, help="Learning rate (AdamW).")
     max_steps: int = field(0, help="Optimizer steps; 0 = derive them from epochs.")
     epochs: float = field(8.0, help="Passes over the forget split, used when max_steps is 0.")
