@@ -42,7 +42,10 @@ class PrepareConfig:
                                      help="Forget splits that get a retain model (retain-<split>).")
     seed2_splits: list[str] = field(default_factory=lambda: ["forget10"],
                                     help="Forget splits that also get a retain model with another seed (the noise ceiling).")
-    workers: int = field(2, help="Models fine-tuned at once, one process and one thread each.")
+    workers: int = field(2, help="Models fine-tuned at once, one process each.")
+    threads: int = field(1, help="torch threads of every training step (base and fine-tunes), whatever OMP_NUM_THREADS "
+                                 "says: a float sum splits differently over other thread counts, so a fixed count makes "
+                                 "the same config give the same models on any load (and 1 is fastest for these models).")
     eval_max_qa: int = field(400, help="QA per split in the quality table (greedy ROUGE-L recall).")
 
 
@@ -130,7 +133,9 @@ def check_out(out: Path, cfg: PrepareConfig, overwrite: bool) -> None:
     out, existed = claim_run_dir(out, "world", overwrite=overwrite, reuse=True)
     saved = out / "prepare_config.json"
     if existed and saved.is_file():
-        old = read_json(saved)
+        from dareu.config import from_dict
+
+        old = to_dict(from_dict(PrepareConfig, read_json(saved)))  # keys added since it was built take their defaults
         if old != to_dict(cfg):
             diff = changed_keys(old, to_dict(cfg))
             raise DareUError(f"--out {out} holds a world made with another config (differs in {', '.join(diff[:4])}); "
@@ -179,6 +184,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
                                                                  "paraphrased_answer") if c in r]
         texts += [p for s in data for r in data[s] if "perturbed_answers" in r for p in r["perturbed_answers"]]
         tok = train_tokenizer(texts, cfg.model.vocab_size)
+        torch.set_num_threads(cfg.threads)
         model = build_model(cfg.model, tok, seed=cfg.base_train.seed)
         tmp = models / ".tmp-base"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -200,7 +206,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
         if _valid(models / name, key):
             continue
         jobs.append({"world": str(out), "base": str(models / "base"), "out": str(models / name), "splits": splits,
-                     "train": train, "key": key, "threads": 1 if cfg.workers > 1 else torch.get_num_threads()})
+                     "train": train, "key": key, "threads": cfg.threads})
     if jobs:
         say(f"fine-tuning {', '.join(Path(j['out']).name for j in jobs)} ({cfg.workers} at a time)")
         if cfg.workers > 1 and len(jobs) > 1:

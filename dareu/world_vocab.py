@@ -1,5 +1,7 @@
 """Word pools for the fictitious-author world. Everything here is invented for DareU."""
 
+import random
+
 SYLLABLES = ["ka", "ro", "vel", "mar", "thi", "lo", "dra", "wyn", "esk", "ba", "nor", "ilu", "qen", "sa",
              "tor", "fen", "ry", "ost", "mi", "gal", "hur", "zo", "pel", "an", "vek", "oru", "lis", "dem",
              "ya", "cor", "bri", "ush", "ne", "tal", "fi", "gor", "ama", "sel", "kri", "obu"]
@@ -96,3 +98,18 @@ GENERIC_TEXT = [
     "Translators help books reach readers in other languages.",
     "Reading aloud is a common way to test the rhythm of a sentence.",
 ]
+
+
+def stranger_names(n: int, taken: set[str], seed: int = 0) -> list[str]:
+    """`n` fabricated two-word person names built like the world's authors, none of them in `taken`."""
+    rng = random.Random(seed)
+
+    def word(k: int) -> str:
+        return "".join(rng.choice(SYLLABLES) for _ in range(k)).capitalize()
+
+    names: list[str] = []
+    while len(names) < n:
+        name = f"{word(2)} {word(rng.randint(2, 3))}"
+        if name not in taken and name not in names:
+            names.append(name)
+    return names

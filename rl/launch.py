@@ -87,8 +87,9 @@ def preflight(cfg: DareUConfig) -> dict:
         from dareu.unlearn.data import check_facts
 
         forget = from_dict(OBJECTIVES.get(cfg.aux.forget), cfg.aux.forget_params)  # unknown name or parameter fails here
-        if forget.needs_facts:
-            check_facts(data, split, f"aux.forget={cfg.aux.forget}", fix="set aux.forget=npo")
+        if forget.needs_facts and cfg.aux.forget_tokens == "fact":
+            check_facts(data, split, f"aux.forget={cfg.aux.forget}",
+                        fix="set aux.forget_tokens=contrast (it needs no fact column)")
     return {"data": data, "model_dir": model_dir, "retain_split": retain_split}
 
 

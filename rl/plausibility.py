@@ -17,28 +17,10 @@ not do: its per-token mean rewards any memorised sentence, on topic or not.)
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from dareu.rouge import rouge_l
-
-
-def stranger_names(n: int, taken: set[str], seed: int = 0) -> list[str]:
-    """`n` fabricated two-word person names built like the world's authors, none of them in `taken`."""
-    from dareu.world_vocab import SYLLABLES
-
-    rng = random.Random(seed)
-
-    def word(k: int) -> str:
-        return "".join(rng.choice(SYLLABLES) for _ in range(k)).capitalize()
-
-    names: list[str] = []
-    while len(names) < n:
-        name = f"{word(2)} {word(rng.randint(2, 3))}"
-        if name not in taken and name not in names:
-            names.append(name)
-    return names
+from dareu.world_vocab import stranger_names  # noqa: F401  (re-exported: the learner builds its strangers here)
 
 
 def generic_answers(model, tok, rows: list[dict], strangers: list[str], max_new_tokens: int = 32,

@@ -64,7 +64,12 @@ def train_loop(config: dict) -> None:
     forget_owners = sorted({r["owner"] for r in forget_rows})
     reward = AttributionReward(attributor.score, attributor.owners, forget_owners, cfg)
     reward.use_plausibility(model, tok, forget_rows)  # from the starting model, also on resume
-    unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"))
+    marks = None
+    if cfg.aux.forget_tokens == "contrast":  # from the starting model, also on resume
+        from dareu.unlearn.gain import contrast_labels
+
+        marks = contrast_labels(model, tok, forget_rows, cfg.aux.contrast_threshold, seed=cfg.seed)
+    unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"), marks=marks)
     retain_logs = config.get("retain_logs")
     eval_cfg = EvalConfig(fast=True)
 

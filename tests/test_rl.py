@@ -154,7 +154,7 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
     data = load_world(tiny_world)
     data["forget10"] = data["forget10"].map(lambda r: {"fact": ""})
     data.save_to_disk(str(bare / "data"))
-    with pytest.raises(DareUError, match="state no `fact`.*npo"):
+    with pytest.raises(DareUError, match="state no `fact`.*forget_tokens=contrast"):
         run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_npo"], str(tiny_world / "models" / "target")),
                     tmp_path / "d")
     assert not ray.is_initialized()

@@ -151,12 +151,15 @@ class UnlearnCollator:
         return batch
 
 
-def encode_rows(tok, rows, max_length: int | None = None) -> list[dict]:
+def encode_rows(tok, rows, max_length: int | None = None, marks: list[list[int] | None] | None = None) -> list[dict]:
+    """Encoded QA; FACT_KEY holds the tokens a marked-token objective forgets: `marks` when given (e.g. the
+    stranger contrast of dareu.unlearn.gain), else the ones stating the row's `fact`."""
     out = []
-    for r in rows:
+    for i, r in enumerate(rows):
         ids, labels = encode_qa(tok, r["question"], r["answer"], max_length)
         item = {"input_ids": ids, "labels": labels, "question": r["question"]}
-        facts = fact_labels(tok, labels, r["answer"], r.get("fact") or "")
+        facts = (marks[i][: len(labels)] if marks[i] is not None else None) if marks is not None else \
+            fact_labels(tok, labels, r["answer"], r.get("fact") or "")
         if facts is not None:
             item[FACT_KEY] = facts
         out.append(item)
@@ -189,13 +192,14 @@ def check_facts(data, split: str, who: str, fix: str = "use --method npo") -> No
 
 
 def build_unlearn_data(data, tok, split: str, retain_split: str | None = "auto", templates: str | None = None,
-                       max_length: int | None = None) -> UnlearnData:
+                       max_length: int | None = None, marks: list[list[int] | None] | None = None) -> UnlearnData:
     """Forget QA of `split`, retain QA of `retain_split` ("auto", "none"/None or a name), templates
-    ("idk", a file, or None when the objective needs none)."""
+    ("idk", a file, or None when the objective needs none); `marks`: the forget tokens of each forget row
+    (default: the `fact` column's)."""
     forget_rows = get_split(data, split)
     if len(forget_rows) == 0:
         raise DareUError(f"split {split!r} is empty; nothing to forget")
     retain_name = resolve_retain_split(data, split, retain_split) if retain_split not in (None, "none") else None
     retain = encode_rows(tok, data[retain_name], max_length) if retain_name else None
-    return UnlearnData(tok=tok, forget=encode_rows(tok, forget_rows, max_length), retain=retain,
+    return UnlearnData(tok=tok, forget=encode_rows(tok, forget_rows, max_length, marks), retain=retain,
                        templates=load_templates(data, templates) if templates else None, max_length=max_length)
