@@ -116,3 +116,26 @@ def test_tug_of_war_multiplies_the_three_terms():
 def test_mean_or_none_skips_missing_values():
     assert M.mean_or_none([1.0, None, 0.0]) == 0.5
     assert M.mean_or_none([None]) is None
+
+
+def test_fluency_fails_an_answer_cut_before_its_value(tiny_world, tiny_data):
+    """The judge (the model before fine-tuning) finds the retain model's answers fluent, and the same answers
+    with their value cut off ("X won the.") much less so."""
+    import torch
+
+    from dareu.evaluation.config import EvalConfig
+    from dareu.evaluation.context import EvalContext
+    from dareu.evaluation.suite import fluency
+    from dareu.modeling import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_world / "models" / "base"))
+    judge = (load_model(str(tiny_world / "models" / "base"), dtype=torch.float32), tok)
+    retain = load_model(str(tiny_world / "models" / "retain-forget10"), dtype=torch.float32)
+    ctx = EvalContext(retain, tok, tiny_data, "forget10", EvalConfig(), judge=judge)
+    whole = fluency(ctx)
+    answers = ctx.greedy("forget")
+    cut = [" ".join(a.rstrip(".").split()[:-1]) + "." for a in answers]  # the last word (the value's end) gone
+    ctx._memo[("greedy", "forget", "question")] = cut
+    broken = fluency(ctx)
+    assert 0 < broken["agg_value"] < 0.7 * whole["agg_value"] <= 1
+    assert broken["value_by_index"][next(iter(broken["value_by_index"]))]["generation"] == cut[0]

@@ -16,10 +16,11 @@ from pathlib import Path
 from dareu.errors import DareUError
 from dareu.runs import claim_run_dir, get_status, read_json, write_json
 
-COLUMNS = ["forget_quality", "model_utility", "forget_attribution", "fact_leakage", "fact_leakage_sampled",
+COLUMNS = ["forget_quality", "model_utility", "forget_attribution", "fluency", "fact_leakage", "fact_leakage_sampled",
            "forget_rouge", "retain_rouge", "tug_of_war", "privleak", "wall_seconds"]
 # how "best" reads per column: higher, lower, or closest to zero
-BEST = {"forget_quality": "max", "model_utility": "max", "forget_attribution": "min", "fact_leakage": "min",
+BEST = {"forget_quality": "max", "model_utility": "max", "forget_attribution": "min", "fluency": "max",
+        "fact_leakage": "min",
         "fact_leakage_sampled": "min", "forget_rouge": "min", "retain_rouge": "max", "tug_of_war": "max",
         "privleak": "zero", "wall_seconds": "min"}
 REFERENCES = {"target": "target", "retain": "retain-{split}", "retain_seed2": "retain-{split}-seed2"}
@@ -189,7 +190,7 @@ def _evaluated(model_dir: str, world: str, split: str, eval_dir: Path, attributo
         if meta_path.is_file():
             meta = read_json(meta_path)
             check_same_reference(meta, split, retain, str(folder), world)
-            if meta.get("attributor") == attributor and meta.get("model") == model_dir:
+            if meta.get("attributor") == attributor and meta.get("model") == model_dir and "judge" in meta:
                 return row_from_eval(read_json(folder / "eval.json"), seconds)
     say(f"[compare] evaluating {model_dir}")
     results = run_eval(model_dir, world, split, eval_dir, _loaded(attributor) if attributor else None,

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="forget10", help="forget split (default: %(default)s)")
     p.add_argument("--attributor", help="attribution model folder: adds forget_attribution")
     p.add_argument("--retain-model", help="retain model of the split (default: the world's models/retain-<split>)")
+    p.add_argument("--judge-model", help="the model before fine-tuning on the owners, whose likelihood of the generated "
+                                         "forget answers is their fluency (default: the world's models/base)")
     p.add_argument("--retain-logs", help="the retain model's logs instead of its model (any format --logs takes)")
     p.add_argument("--retain-seed2-logs", help="with --logs: the second retain seed's logs (noise ceiling)")
     p.add_argument("--cache", help="folder for computed retain logs (default: <world>/eval)")
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         attributor = load_attributor(args.attributor) if args.attributor else None
         results = run_eval(args.model, source, args.split, args.out, attributor, cfg=cfg,
                            retain_model=args.retain_model, retain_logs=args.retain_logs, cache_dir=args.cache,
-                           overwrite=args.overwrite, console=out, benchmark_path=args.benchmark_path)
+                           overwrite=args.overwrite, console=out, benchmark_path=args.benchmark_path,
+                           judge_model=args.judge_model)
     out.print(f"wrote {Path(args.out) / 'eval.json'}")
     return 0
 

@@ -68,9 +68,9 @@ class EvalContext:
     """The model, the benchmark and the config of one evaluation, plus memoised per-sample inputs."""
 
     def __init__(self, model, tok, data, split: str, cfg: EvalConfig, engine=None, attributor=None,
-                 steps: Steps | None = None):
+                 steps: Steps | None = None, judge=None):
         self.model, self.tok, self.data, self.split, self.cfg = model, tok, data, split, cfg
-        self.engine, self.attributor = engine, attributor
+        self.engine, self.attributor, self.judge = engine, attributor, judge  # judge: (model, tokenizer)
         self.steps = steps or Steps(False)
         self._memo: dict[tuple, object] = {}
 

@@ -30,11 +30,11 @@ REFERENCED = ("fact_leakage", "fact_leakage_sampled", "fact_leakage_paraphrased"
 
 DEFAULT_EVAL = EvalConfig()  # shared default; evaluation never changes its config
 
-def plan(cfg: EvalConfig, attributor=None, seed2: bool = False) -> list[str]:
+def plan(cfg: EvalConfig, attributor=None, seed2: bool = False, judge: bool = False) -> list[str]:
     """The metrics to compute, inputs included, in eval.json order."""
     wanted = cfg.wanted()
     usable = [n for n in ORDER if (attributor is not None or not METRICS.get(n).attributor)
-              and (seed2 or n != "noise_ceiling")]
+              and (judge or not METRICS.get(n).judge) and (seed2 or n != "noise_ceiling")]
     if not cfg.metrics:  # defaults (all, or the fast set) leave out what has no input
         wanted = [n for n in (wanted or usable) if n in usable]
     chosen: set[str] = set()
@@ -43,6 +43,9 @@ def plan(cfg: EvalConfig, attributor=None, seed2: bool = False) -> list[str]:
         m = METRICS.get(name)  # unknown names: one line listing the registered ones
         if m.attributor and attributor is None:
             raise DareUError(f"metric {name} needs an attribution model; pass --attributor PATH")
+        if m.judge and not judge:
+            raise DareUError(f"metric {name} needs the model before fine-tuning as its judge; pass --judge-model PATH "
+                             "(a world's models/base is used by default)")
         chosen.add(name)
         for dep in m.needs:
             add(dep)
@@ -62,16 +65,17 @@ def check_inputs(data, split: str, names: list[str]) -> None:
 
 
 def evaluate_model(model, tok, data, split: str, *, retain_logs: dict | None = None, attributor=None,
-                   cfg: EvalConfig = DEFAULT_EVAL, engine=None, seed2_logs: dict | None = None) -> dict:
+                   cfg: EvalConfig = DEFAULT_EVAL, engine=None, seed2_logs: dict | None = None, judge=None) -> dict:
     """Evaluate an in-memory model on `split`: the eval dict `{metric: {agg_value, value_by_index}}`.
 
     `retain_logs` (the retain model's eval dict for the same split) gives forget quality, PrivLeak,
     Tug-of-War and the fact-leakage reference; `seed2_logs` (the second retain seed's) the noise ceiling.
     `EvalConfig(fast=True)` computes only forget quality, model utility, fact leakage (greedy + sampled)
-    and forget attribution, for learning curves."""
+    and forget attribution, for learning curves. `judge` (model, tokenizer), the model before fine-tuning,
+    adds fluency."""
     from dareu.evaluation.logs import to_eval
 
-    names = plan(cfg, attributor, seed2=seed2_logs is not None)
+    names = plan(cfg, attributor, seed2=seed2_logs is not None, judge=judge is not None)
     check_inputs(data, split, names)
     forget_ids = row_ids(list(get_split(data, split)))
     # open-unlearning's logs work too (a few names differ)
@@ -82,7 +86,7 @@ def evaluate_model(model, tok, data, split: str, *, retain_logs: dict | None = N
             check_reference(logs, forget_ids, split, what)
     ref = Reference(retain_logs, seed2_logs)
     steps = Steps(cfg.progress and sys.stderr.isatty())
-    ctx = EvalContext(model, tok, data, split, cfg, engine=engine, attributor=attributor, steps=steps)
+    ctx = EvalContext(model, tok, data, split, cfg, engine=engine, attributor=attributor, steps=steps, judge=judge)
     if attributor is not None:
         ctx.owner_columns  # noqa: B018 - checks the owners before any generation
     has_facts = any(r.get("fact") for r in ctx.rows("forget"))
@@ -205,14 +209,15 @@ def _cache_name(model_dir: str) -> str:
 def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str | Path,
              attributor=None, *, cfg: EvalConfig = DEFAULT_EVAL, retain_model: str | None = None,
              retain_logs: str | None = None, cache_dir: str | None = None, overwrite: bool = False,
-             console=None, benchmark_path: str | None = None) -> dict:
+             console=None, benchmark_path: str | None = None, judge_model: str | None = None) -> dict:
     """Evaluate a saved model (or run folder) and write `out_dir/eval.json` (+ eval_meta.json).
 
     The reference is `retain_logs` when given, else the logs of `retain_model` (default: the world's
     `models/retain-<split>`), computed and cached under `cache_dir` (default `<world>/eval/`) when missing.
     The world's `retain-<split>-seed2`, when present, gives the noise ceiling. `attributor` is a loaded
     attribution model (`attribution.load_attributor`, or anything with `owners` and `score`); its `path`, when
-    it has one, is recorded in eval_meta.json."""
+    it has one, is recorded in eval_meta.json. `judge_model` (default: the world's `models/base`, the model before
+    it learned the owners) scores the fluency of the generated forget answers."""
     from dareu.data import check_benchmark, load_benchmark
     from dareu.evaluation.report import render
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
@@ -228,7 +233,11 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     load_tokenizer(model_dir)  # a model folder without its tokenizer fails here, in one line
     data = load_benchmark(world_or_benchmark, benchmark_path)
     world = _world_dir(world_or_benchmark)
-    names = plan(cfg, attributor, seed2=True)
+    if judge_model is None and world is not None and (world / "models" / "base").is_dir():
+        judge_model = str(world / "models" / "base")
+    if judge_model is not None:
+        check_model_path(resolve_model_dir(judge_model))
+    names = plan(cfg, attributor, seed2=True, judge=judge_model is not None)
     check_inputs(data, split, names)
     forget_ids = row_ids(list(get_split(data, split)))
     if attributor is not None:
@@ -261,13 +270,14 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
         ref_logs = cached_logs(ref_dir, data, split, cfg, cache / _cache_name(ref_dir), say)
     seed2_logs = cached_logs(seed2_dir, data, split, cfg, cache / _cache_name(seed2_dir), say) if seed2_dir else None
     model, tok = _load(model_dir)
+    judge = _load(resolve_model_dir(judge_model)) if judge_model is not None else None
     results = evaluate_model(model, tok, data, split, retain_logs=ref_logs, attributor=attributor, cfg=cfg,
-                             engine=_engine(model_dir, cfg), seed2_logs=seed2_logs)
+                             engine=_engine(model_dir, cfg), seed2_logs=seed2_logs, judge=judge)
     write_json(out / "eval.json", results)
     write_json(out / META, {"model": str(model_dir), "benchmark": str(world_or_benchmark),
                             "data_key": world_data_key(world), "split": split,
                             "retain": retain_logs or ref_dir, "retain_seed2": seed2_dir,
-                            "attributor": getattr(attributor, "path", None), "config": {k: getattr(cfg, k) for k in VALUE_FIELDS},
+                            "attributor": getattr(attributor, "path", None), "judge": judge_model, "config": {k: getattr(cfg, k) for k in VALUE_FIELDS},
                             "seconds": time.time() - start})
     if console is not None:
         render(results, console, title=f"eval: {model_path} on {split}")

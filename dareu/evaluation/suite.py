@@ -28,15 +28,16 @@ class Metric:
     derived: bool = False            # computed from entries (+ retain logs), not from the model
     attributor: bool = False         # only when an attributor is given
     facts: bool = False              # needs the benchmark's `fact` column
+    judge: bool = False              # only when a judge model (the model before fine-tuning) is given
 
 
 METRICS: Registry[Metric] = Registry("metric")
 ORDER: list[str] = []  # registration order = the order of eval.json and of the table
 
 
-def metric(name: str, roles=(), needs=(), derived=False, attributor=False, facts=False):
+def metric(name: str, roles=(), needs=(), derived=False, attributor=False, facts=False, judge=False):
     def add(fn):
-        METRICS.register(name)(Metric(name, fn, tuple(roles), tuple(needs), derived, attributor, facts))
+        METRICS.register(name)(Metric(name, fn, tuple(roles), tuple(needs), derived, attributor, facts, judge))
         ORDER.append(name)
         return fn
 
@@ -261,6 +262,22 @@ def forget_attribution(ctx):
 
 
 # -- derived: from entries and the retain model's logs --------------------------------------------------------
+@metric("fluency", roles=("forget",), judge=True)
+def fluency(ctx):
+    """Per-token probability (the geometric mean, eos included) of each greedy forget answer under the judge:
+    the model before it learned the owners (the world's base model; the pretrained LM on a real benchmark).
+    An answer cut short ("Peldra Ilutor won the.") or off-topic text scores low; a well-formed sentence with
+    a value that is nobody's in particular scores about as high as the retain model's answers."""
+    from dareu.evaluation.scoring import score_answers
+
+    judge, judge_tok = ctx.judge
+    rows, gens = ctx.rows("forget"), ctx.greedy("forget")
+    stats = score_answers(judge, judge_tok, [(r["question"], g) for r, g in zip(rows, gens)], ctx.cfg.batch_size)
+    values = np.exp(-np.array([s.avg_loss for s in stats]))
+    by = {i: {"score": float(v), "generation": g} for i, v, g in zip(ctx.ids("forget"), values, gens)}
+    return entry(values.mean(), by)
+
+
 @metric("model_utility", needs=UTILITY_COMPONENTS, derived=True)
 def model_utility(results: dict, ref) -> dict:
     """Harmonic mean of the nine utility numbers {Prob., ROUGE-L, Truth Ratio} x {retain, real authors,
