@@ -107,13 +107,13 @@ def _missing_folder(name: str) -> DareUError:
     return DareUError(f"model folder {name} does not exist; {MODEL_HINT}")
 
 
-def check_model_path(name_or_path: str) -> None:
+def check_model_path(name_or_path: str, flag: str = "--model") -> None:
     """Fail fast (before any training or download) when a local path holds no model, a path-like name does
-    not exist, or a hub id is neither cached nor reachable."""
+    not exist, or a hub id is neither cached nor reachable. `flag` names the input in the message."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not _is_local_model(path):
-            raise DareUError(f"--model {name_or_path}: no model there (expected a folder with config.json, "
+            raise DareUError(f"{flag} {name_or_path}: no model there (expected a folder with config.json, "
                              f"as save_pretrained writes); {MODEL_HINT}")
         return
     if looks_like_path(name_or_path):

@@ -300,3 +300,12 @@ def test_an_attributor_made_from_another_build_of_the_data_is_refused(tiny_world
     rc = main(["unlearn", "--world", str(tiny_world), "--method", "dareu", "--attributor", str(other),
                "--out", str(tmp_path / "r")])
     assert rc == 2 and "made from other data" in _one_line_error(capsys) and not (tmp_path / "r").exists()
+
+
+def test_a_bad_retain_model_is_reported_as_the_retain_model(tiny_world, tmp_path, capsys):
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    rc = main(["eval", "--world", str(tiny_world), "--model", str(tiny_world / "models" / "target"),
+               "--retain-model", str(empty), "--out", str(tmp_path / "e")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and f"--retain-model {empty}: no model there" in err

@@ -236,7 +236,7 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     if judge_model is None and world is not None and (world / "models" / "base").is_dir():
         judge_model = str(world / "models" / "base")
     if judge_model is not None:
-        check_model_path(resolve_model_dir(judge_model))
+        check_model_path(resolve_model_dir(judge_model), "--judge-model")
     names = plan(cfg, attributor, seed2=True, judge=judge_model is not None)
     check_inputs(data, split, names)
     forget_ids = row_ids(list(get_split(data, split)))
@@ -257,7 +257,7 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
         if not Path(ref_dir).exists() and not retain_model:
             raise DareUError(f"the world has no retain model for {split} ({ref_dir}); build it with `dareu prepare` "
                              "(retain_splits) or pass --retain-model / --retain-logs")
-        check_model_path(ref_dir)
+        check_model_path(ref_dir, "--retain-model")
         check_retain_model(ref_dir, split, retain_split)
         if world is not None and not retain_model and (world / "models" / f"retain-{split}-seed2").is_dir():
             seed2_dir = str(world / "models" / f"retain-{split}-seed2")
