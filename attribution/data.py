@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from attribution.config import DataConfig
 from dareu.data import get_split
 from dareu.errors import DareUError
+from dareu.world_vocab import GENERIC_TEXT
 
 NONE = "none"
 QA_NEEDED = ("question", "answer", "owner")
@@ -316,7 +317,6 @@ class _Builder:
 
     def none_examples(self, questions: list[str]) -> list[Example]:
         """NONE answers that state no owner's fact: idk, generic text, non-owners, echoes, bare names."""
-        from dareu.world_vocab import GENERIC_TEXT
 
         rng, out = self.rng, []
         n = len(questions)

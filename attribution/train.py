@@ -21,6 +21,7 @@ from attribution.metrics import classification_report, label_ids
 from attribution.proxy import checks, generate_answers, probe_sets, proxy_models, proxy_numbers
 from dareu.data import world_data_key
 from dareu.errors import DareUError
+from dareu.runs import write_json
 
 
 @dataclass
@@ -137,8 +138,6 @@ def train_attributor(plan: Plan, out: str | Path, log=print) -> dict:
 
 
 def _train_attributor(plan: Plan, out: Path, log) -> dict:
-    from dareu.runs import write_json
-
     start = time.time()
     generated = generate_probes(plan, log) if plan.cfg.run_proxy else {}
     main = run_one(plan.cfg.kind, plan, out, generated, log)

@@ -14,6 +14,7 @@ import torch
 
 from dareu.config import field
 from dareu.errors import DareUError
+from dareu.runs import write_json
 
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
@@ -359,7 +360,6 @@ def convert_gguf(path: str | Path, out: str | Path) -> dict:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    from dareu.runs import write_json
 
     start = time.time()
     path = Path(path).expanduser().resolve()

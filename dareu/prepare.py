@@ -21,12 +21,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from dareu.config import field, save_config, to_dict
-from dareu.data import RETAIN_OF
+from dareu.data import RETAIN_OF, load_world
 from dareu.errors import DareUError
 from dareu.modeling import ModelConfig
 from dareu.runs import changed_keys, claim_run_dir, read_json, write_json
 from dareu.sft import TrainConfig
-from dareu.world import FORGET_PERCENTS, WorldConfig
+from dareu.world import FORGET_PERCENTS, WorldConfig, save_world
 
 STAMP = "dareu_stamp.json"
 
@@ -83,7 +83,6 @@ def _train_job(job: dict) -> dict:
     """Fine-tune one model in its own process (pickled arguments only)."""
     import torch
 
-    from dareu.data import load_world
     from dareu.modeling import load_model, load_tokenizer, save_tokenizer
     from dareu.sft import finetune_qa
 
@@ -146,10 +145,8 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
     """Build (or reuse) everything under `out`; returns the quality table written to prepare.json."""
     import torch
 
-    from dareu.data import load_world
     from dareu.modeling import build_model, save_tokenizer, train_tokenizer
     from dareu.sft import finetune_qa
-    from dareu.world import save_world
 
     say = console.print if console is not None else print
     out = Path(out)

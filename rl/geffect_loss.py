@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from dareu.config import from_dict, to_dict
 from dareu.geffect.methods import PROVIDERS
 
 Reward = Callable[[list[dict], list[str]], np.ndarray]  # (forget rows, completions) -> rewards
@@ -152,8 +153,6 @@ class DareULoss:
         return total, metrics
 
     def params(self) -> dict:
-        from dareu.config import to_dict
-
         return {**to_dict(self.cfg), "reward_source": self.reward_name}
 
 
@@ -173,7 +172,6 @@ class DareUProvider:
     def needs_templates(cfg) -> bool:
         """Build the auxiliary forget objective once (an unknown parameter fails here); whether it needs
         template answers."""
-        from dareu.config import from_dict
         from dareu.objectives import OBJECTIVES
 
         if cfg.aux.forget == "none":

@@ -20,9 +20,14 @@ import time
 import traceback
 from pathlib import Path
 
+from dareu.config import from_dict, merge, parse_overrides, read_yaml, save_config, to_dict
+from dareu.data import check_forget_split, check_same_data, get_split, load_world
 from dareu.errors import DareUError
+from dareu.runs import check_same_config, claim_run_dir, get_status, read_json, set_status, write_json
 from dareu.unlearn.config import method_yaml
 from rl.config import DareUConfig
+from rl.curves import plot_curves
+from rl.placement import check_config
 
 DEFAULT_CONFIG = method_yaml("dareu")
 
@@ -31,7 +36,6 @@ def load_dareu_config(overrides: list[str] | None = None, config: str | Path | N
                       flags: dict | None = None) -> DareUConfig:
     """The shipped `dareu.yaml` <- the user's `config` file (layered over it, never instead of it) <- `flags`
     (a nested dict from the command-line flags) <- key=value `overrides`: the same order as the loss-based methods."""
-    from dareu.config import from_dict, merge, parse_overrides, read_yaml
 
     data = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG else {}
     if config:
@@ -50,9 +54,7 @@ def preflight(cfg: DareUConfig) -> dict:
     if not world:
         raise DareUError("no world given; pass --world W (a folder made by `dareu prepare`)")
     from attribution.attributor import read_info
-    from dareu.data import check_forget_split, check_same_data, get_split, load_world
     from dareu.modeling import check_model_path, resolve_model_dir
-    from rl.placement import check_config
 
     check_config(cfg)  # what the placement section asks for (resources are checked once Ray is up)
     retain_split = check_forget_split(split)
@@ -136,10 +138,7 @@ def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[s
 def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resume: bool = False) -> dict:
     """RL de-attribution per `cfg` into run folder `out`; returns the summary also written to summary.json."""
     from attribution import load_attributor
-    from dareu.config import from_dict, read_yaml, save_config, to_dict
     from dareu.evaluation import EvalConfig, cached_logs, run_eval
-    from dareu.runs import check_same_config, claim_run_dir, get_status, read_json, set_status, write_json
-    from rl.curves import plot_curves
 
     # 1. inputs
     need = preflight(cfg)

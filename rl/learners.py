@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from dareu.config import from_dict
 from dareu.registry import Registry
 from rl.config import DareUConfig
 from rl.rewards import reward_components
@@ -67,7 +68,6 @@ class AuxTerms:
         from dareu.objectives import OBJECTIVES
 
         self.cfg = cfg.aux
-        from dareu.config import from_dict
 
         self.objective = None if cfg.aux.forget == "none" else from_dict(OBJECTIVES.get(cfg.aux.forget),
                                                                          cfg.aux.forget_params)

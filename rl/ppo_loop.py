@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from dareu.generation import left_padded
+from dareu.runs import read_json, write_json
 from rl.config import DareUConfig
 from rl.ppo import PPO, forward_tokens
 from rl.rollout import assemble, cut_after_eos
@@ -31,7 +32,6 @@ def sample(model, tok, prompts: list[str], cfg: DareUConfig, seed: int):
 
 def _save(path: Path, model, tok, learner: PPO, history: list[dict]) -> None:
     """checkpoint-N: policy (save_pretrained), value head + optimizer + iteration, and the log so far."""
-    from dareu.runs import write_json
 
     tmp = path.with_name(".tmp-" + path.name)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -61,7 +61,6 @@ def _load_policy(model, path: Path, peft: bool) -> None:
 def run_ppo(cfg: DareUConfig, model, tok, forget_rows: list[dict], reward, unlearn_data, tracker, ckpt_dir: Path,
             resume: Path | None, peft_config=None):
     from dareu.modeling import device, prompt_text
-    from dareu.runs import read_json
     from dareu.unlearn import make_reference
     from rl.learners import AuxTerms
     from rl.train_loop import progress_line

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import torch
 
+from dareu.data import load_world
 from dareu.runs import write_json
 from rl.config import DareUConfig
+from rl.curves import CurveTracker
+from rl.scorer import RemoteAttributor
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -35,13 +38,10 @@ def checkpoint_step(path: Path) -> int:
 def train_loop(config: dict) -> None:
     """Entry point of the Ray Train worker. `config["cfg"]` is the run's typed DareUConfig (Ray pickles it); the
     rest are the resolved paths and the retain model's reference logs."""
-    from dareu.data import load_world
     from dareu.evaluation import EvalConfig, evaluate_model
     from dareu.modeling import load_model, load_tokenizer
     from dareu.unlearn import build_unlearn_data
-    from rl.curves import CurveTracker
     from rl.learners import AttributionReward, build_learner
-    from rl.scorer import RemoteAttributor
 
     cfg: DareUConfig = config["cfg"]
     run_dir = Path(config["run_dir"])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from dareu.config import describe
+
 
 def add_config_flags(p: argparse.ArgumentParser, cls: type, default_config: str | None = None) -> None:
     """--config and key=value overrides; the help's example is a real key of `cls`, with its default."""
-    from dareu.config import describe
 
     key, default, _ = describe(cls)[0]
     p.add_argument("--config", default=default_config, help="YAML config file (default: %(default)s)")
@@ -16,8 +17,6 @@ def add_config_flags(p: argparse.ArgumentParser, cls: type, default_config: str 
 
 
 def config_epilog(cls) -> str:
-    from dareu.config import describe
-
     return "config keys (key=value):\n" + "\n".join(f"  {k} = {d!r}\n      {h}" for k, d, h in describe(cls))
 
 

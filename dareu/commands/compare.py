@@ -13,6 +13,8 @@ import functools
 import time
 from pathlib import Path
 
+from dareu.commands.common import console
+from dareu.data import check_forget_split, check_same_data, load_world
 from dareu.errors import DareUError
 from dareu.runs import claim_run_dir, get_status, read_json, write_json
 
@@ -35,7 +37,6 @@ def row_from_eval(results: dict, seconds: float | None) -> dict:
 def check_same_reference(meta: dict, split: str, retain: str, where: str, world: str | None = None) -> None:
     """A run evaluated against another retain model, split or build of the data cannot share a table with the
     others."""
-    from dareu.data import check_same_data
 
     check_same_data(meta.get("data_key"), world, where, "re-evaluate it on this world")
     if meta.get("split") != split:
@@ -62,9 +63,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dareu.commands.common import console
-    from dareu.errors import DareUError
-
     runs = {}
     for item in args.run:
         if "=" not in item:
@@ -127,7 +125,6 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
             console=None, overwrite: bool = False, kind: str = "compare") -> dict:
     """Run (or collect) `methods` and evaluate them alike into `out` (a compare folder; `kind="demo"` when the
     demo has claimed it). Collected runs (`runs`) are only read: their evaluation goes under `out/collected/`."""
-    from dareu.data import check_forget_split, load_world
     from dareu.objectives import OBJECTIVES
 
     say = console.print if console is not None else print

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from dareu.errors import DareUError
+from dareu.runs import claim_run_dir, read_json
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE.gguf", help="the GGUF model file (a chat/instruct model)")
@@ -17,9 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dareu.errors import DareUError
     from dareu.modeling import GGUF_STAMP, check_gguf_file, convert_gguf
-    from dareu.runs import claim_run_dir, read_json
 
     check_gguf_file(args.file)  # bad input is one line before the folder is touched
     out, existed = claim_run_dir(args.out, "model", overwrite=args.overwrite, reuse=True)

@@ -12,8 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dareu.commands.common import add_config_flags, config_epilog
-from dareu.config import CONFIGS_DIR, field, load_config
+from dareu.cli import main as cli
+from dareu.commands.common import add_config_flags, config_epilog, console
+from dareu.config import CONFIGS_DIR, field, load_config, to_dict
+from dareu.errors import DareUError
+from dareu.runs import changed_keys, claim_run_dir, read_json, write_json
 
 
 @dataclass
@@ -41,8 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dareu.commands.common import console
-
     path = args.config or CONFIGS_DIR / "demo" / ("fast.yaml" if args.fast else "default.yaml")
     cfg = load_config(DemoConfig, path, args.overrides)
     demo_pipeline(cfg, args.out or ("runs/demo-fast" if args.fast else "runs/demo"), console=console(),
@@ -69,9 +70,6 @@ def check_demo_out(out: Path, cfg: DemoConfig, overwrite: bool) -> None:
     settings did not change (`prepare` checks those itself). A folder that is not a demo is never touched."""
     import shutil
 
-    from dareu.config import to_dict
-    from dareu.errors import DareUError
-    from dareu.runs import changed_keys, claim_run_dir, read_json
 
     out, existed = claim_run_dir(out, "demo", reuse=True)
     saved = out / "demo_config.json"
@@ -92,13 +90,9 @@ def check_demo_out(out: Path, cfg: DemoConfig, overwrite: bool) -> None:
 
 
 def demo_pipeline(cfg: DemoConfig, out: str | Path, console=None, overwrite: bool = False) -> dict:
-    from dareu.cli import main as cli
     from dareu.commands.compare import compare
-    from dareu.config import to_dict
-    from dareu.errors import DareUError
     from dareu.prepare import PrepareConfig, prepare
     from dareu.quality import render
-    from dareu.runs import write_json
 
     say = console.print if console is not None else print
     out = Path(out)

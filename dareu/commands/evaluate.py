@@ -12,6 +12,10 @@ import argparse
 from pathlib import Path
 
 from dareu.commands.common import add_config_flags, config_epilog, console
+from dareu.config import load_config
+from dareu.data import check_benchmark
+from dareu.errors import DareUError
+from dareu.runs import claim_run_dir, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,14 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from attribution import load_attributor
-    from dareu.config import load_config
-    from dareu.data import check_benchmark
-    from dareu.errors import DareUError
     from dareu.evaluation import aggregate_logs, run_eval
     from dareu.evaluation.config import EvalConfig
     from dareu.evaluation.report import render
     from dareu.modeling import set_threads
-    from dareu.runs import claim_run_dir, write_json
 
     set_threads()  # OMP_NUM_THREADS=1 on a shared box: tiny models lose more to thread contention than they gain
     cfg = load_config(EvalConfig, args.config, args.overrides + (["fast=true"] if args.fast else []))
@@ -82,12 +82,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _muse(args, cfg) -> dict:
-    from dareu.errors import DareUError
     from dareu.evaluation.muse import evaluate_muse, load_muse
     from dareu.evaluation.reference import read_logs
     from dareu.evaluation.runner import _load
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
-    from dareu.runs import claim_run_dir, write_json
 
     if not args.model:
         raise DareUError("--muse needs --model RUN_OR_PATH")

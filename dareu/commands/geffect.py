@@ -6,6 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dareu.commands.common import config_epilog, console
+from dareu.config import load_config, save_config
+from dareu.errors import DareUError
+from dareu.runs import claim_run_dir, running, set_status
+
 EPILOG = """The run: the method's own optimizer steps from --model, G-effects measured at --steps on fixed
 measuring batches (forget QA, their paired retain QA, and held-out retain QA for the retain risk).
 e = <grad of the loss, grad of the answer NLL>; one SGD step of size lr changes that NLL by about -lr*e:
@@ -21,7 +26,6 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from dareu.commands.common import config_epilog
     from dareu.geffect.config import GEffectConfig
 
     p.add_argument("--world", default=None, help="world folder made by `dareu prepare` (its data; its target model "
@@ -58,7 +62,6 @@ def split_overrides(pairs: list[str]) -> tuple[list[str], list[str]]:
 
 
 def load_geffect_config(args: argparse.Namespace):
-    from dareu.config import load_config
     from dareu.geffect.config import GEffectConfig
 
     ours, _ = split_overrides(list(args.overrides or []))
@@ -78,11 +81,7 @@ def load_geffect_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     import rl.geffect_loss  # noqa: F401  registers the G-effect method `dareu` (DareU's RL loss)
-    from dareu.commands.common import console
-    from dareu.config import save_config
-    from dareu.errors import DareUError
     from dareu.geffect.run import plan_run, run_geffect
-    from dareu.runs import claim_run_dir, running, set_status
 
     cfg = load_geffect_config(args)
     _, params = split_overrides(list(args.overrides or []))

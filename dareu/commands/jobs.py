@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from dareu.cli import _module, _unknown_command, build_parser
 from dareu.errors import DareUError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"  # the head's dashboard, where Ray's job server listens
@@ -130,7 +131,6 @@ def _command(args: argparse.Namespace) -> list[str]:
         raise DareUError(f"dareu submit runs dareu commands (`-- dareu unlearn ...`); got {command[0]!r}")
     if len(command) > 1 and command[1] in ("submit", "status", "logs"):
         raise DareUError(f"`dareu {command[1]}` talks to the cluster from your machine; run it here, not as a job")
-    from dareu.cli import _module, _unknown_command, build_parser
 
     unknown = _unknown_command(command[1:])
     if unknown:

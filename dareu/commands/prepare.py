@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dareu.commands.common import add_config_flags, config_epilog, console
+from dareu.config import load_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dareu.config import load_config
     from dareu.prepare import PrepareConfig, prepare
     from dareu.quality import render
 

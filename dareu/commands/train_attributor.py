@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dareu.commands.common import add_config_flags, config_epilog
-from dareu.config import CONFIGS_DIR
+from dareu.commands.common import add_config_flags, config_epilog, console
+from dareu.config import CONFIGS_DIR, load_config, save_config
+from dareu.data import load_benchmark
+from dareu.errors import DareUError
+from dareu.runs import claim_run_dir, running, set_status
 
 CONFIG_DIR = CONFIGS_DIR / "attribution"
 
@@ -40,7 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_run_config(args: argparse.Namespace):
     from attribution.config import AttributorConfig
-    from dareu.config import load_config
 
     overrides = list(args.overrides or [])
     kind = args.kind
@@ -60,11 +62,6 @@ def load_run_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from attribution.report import render
     from attribution.train import prepare_run, train_attributor
-    from dareu.commands.common import console
-    from dareu.config import save_config
-    from dareu.data import load_benchmark
-    from dareu.errors import DareUError
-    from dareu.runs import claim_run_dir, running, set_status
 
     cfg = load_run_config(args)
     if args.world is None and args.benchmark is None:

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from dareu.commands.common import console
+from dareu.config import describe
 from dareu.errors import DareUError
+from rl.config import DareUConfig
 
 EPILOG = """method parameters are keys params.<name> (defaults and their sources: configs/methods/<method>.yaml);
 an unknown method name lists the registered ones.
@@ -19,9 +21,7 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from dareu.config import describe
     from dareu.unlearn.config import DataSettings, LoraSettings, TrainSettings
-    from rl.config import DareUConfig
 
     p.add_argument("--world", required=True, help="world folder made by `dareu prepare`")
     p.add_argument("--method", required=True, help="unlearning objective (ga, npo, flat, satimp, ...) or dareu (RL)")

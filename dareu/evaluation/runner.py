@@ -9,7 +9,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dareu.data import check_forget_split, check_same_data, get_split, split_key, world_data_key
+from dareu.data import (
+    check_benchmark,
+    check_forget_split,
+    check_same_data,
+    get_split,
+    load_benchmark,
+    load_world,
+    split_key,
+    world_data_key,
+)
 from dareu.errors import DareUError
 from dareu.evaluation.config import VALUE_FIELDS, EvalConfig
 from dareu.evaluation.context import EvalContext, Steps, role_split, row_ids
@@ -23,6 +32,7 @@ from dareu.evaluation.reference import (
     read_logs,
 )
 from dareu.evaluation.suite import METRICS, ORDER, entry
+from dareu.runs import claim_run_dir, write_json
 
 # Rates shown beside the retain model's own rate (its chance level).
 REFERENCED = ("fact_leakage", "fact_leakage_sampled", "fact_leakage_paraphrased", "fact_leakage_sampled_paraphrased")
@@ -158,7 +168,6 @@ def reference_config(cfg: EvalConfig) -> EvalConfig:
 def cached_logs(model_dir: str, data, split: str, cfg: EvalConfig, folder: Path, say=print) -> dict:
     """The eval dict of a reference model, from `folder` when it was computed with the same weights and
     settings, else computed now and written there."""
-    from dareu.runs import write_json
 
     values = {**{k: getattr(cfg, k) for k in VALUE_FIELDS}, "split_key": split_key(data, split)}
     key = model_key(model_dir)
@@ -179,7 +188,6 @@ def reference_logs(world: str | Path, split: str, cfg: EvalConfig = DEFAULT_EVAL
                    say=print) -> Reference:
     """The retain model's logs (and the second seed's, when the world has it) of a world, computed once
     and cached in `<world>/eval/` (or `cache_dir`): what the RL learner passes to `evaluate_model`."""
-    from dareu.data import load_world
 
     world = Path(world)
     check_forget_split(split)
@@ -218,10 +226,8 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     attribution model (`attribution.load_attributor`, or anything with `owners` and `score`); its `path`, when
     it has one, is recorded in eval_meta.json. `judge_model` (default: the world's `models/base`, the model before
     it learned the owners) scores the fluency of the generated forget answers."""
-    from dareu.data import check_benchmark, load_benchmark
     from dareu.evaluation.report import render
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
-    from dareu.runs import claim_run_dir, write_json
 
     say = console.print if console is not None else print
     start = time.time()

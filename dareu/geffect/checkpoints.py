@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from dareu.config import read_yaml
+from dareu.data import check_forget_split, load_world
 from dareu.errors import DareUError
 from dareu.geffect.config import GEffectConfig
 
@@ -32,8 +34,6 @@ def plan_from_run(cfg: GEffectConfig, run_dir: str, steps: list[int] | None, par
     """A Plan whose steps are checkpoints of the run in `run_dir` (default: every checkpoint it kept)."""
     from transformers import AutoConfig
 
-    from dareu.config import read_yaml
-    from dareu.data import check_forget_split, load_world
     from dareu.geffect.groups import group_names, num_blocks, select_groups
     from dareu.geffect.run import Plan, check_instance_ids
     from dareu.modeling import check_model_path, resolve_model_dir

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import torch
 
+from dareu.config import to_dict
+from dareu.data import check_forget_split, get_split, load_world
 from dareu.errors import DareUError
 from dareu.geffect.config import GEffectConfig
 from dareu.geffect.groups import group_names, measured_parameters, num_blocks, select_groups
 from dareu.geffect.measure import HELDOUT_KEY, TOTAL, Point, measure
+from dareu.runs import write_json
 
 SIGN_NOTE = ("G-effect e = <grad of the method's loss, grad of the NLL risk>. One SGD step of size lr changes the risk "
              "by about -lr*e. Negative unlearning G-effect = forget risk rises (forgetting); negative retaining "
@@ -82,7 +85,6 @@ def plan_run(cfg: GEffectConfig, method: str, world: str | None = None, split: s
     """Check the inputs (one clear line each) without loading weights."""
     from transformers import AutoConfig
 
-    from dareu.data import check_forget_split, get_split, load_world
     from dareu.modeling import check_model_path, resolve_model_dir
     from dareu.unlearn.data import load_templates
 
@@ -124,8 +126,6 @@ def plan_run(cfg: GEffectConfig, method: str, world: str | None = None, split: s
 
 
 def check_instance_ids(cfg: GEffectConfig, data, split: str, retain_split: str) -> None:
-    from dareu.data import get_split
-
     for key, name in (("forget_ids", split), ("retain_ids", retain_split)):
         size = len(get_split(data, name))
         bad = [i for i in getattr(cfg, key) if not 0 <= i < size]
@@ -254,9 +254,7 @@ def summarize(point: Point, step: int, layers: list[str], meta: dict[str, list[d
 
 def run_geffect(plan: Plan, out: str | Path, log=print) -> dict:
     """Run the method's steps from the model and measure at `plan.steps`; write geffect.json and plots."""
-    from dareu.config import to_dict
     from dareu.modeling import device
-    from dareu.runs import write_json
     from dareu.unlearn.data import build_unlearn_data
 
     cfg, out = plan.cfg, Path(out)

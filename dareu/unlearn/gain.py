@@ -14,6 +14,7 @@ import torch
 
 from dareu.objectives.tokens import IGNORE, token_logprobs
 from dareu.sft import QACollator
+from dareu.world_vocab import stranger_names
 
 
 @torch.no_grad()
@@ -114,7 +115,6 @@ def contrast_labels(target, tok, rows: list[dict], threshold: float = 0.5, stran
     `strangers` fabricated names) is at most `threshold`: the tokens the target ties to this owner alone.
     None for an answer where no token passes (it then carries nothing owner-specific to forget)."""
     from dareu.modeling import encode_qa
-    from dareu.world_vocab import stranger_names
 
     names = stranger_names(strangers, {r["owner"] for r in rows}, seed)
     per_name = [stranger_contrast(target, tok, rows, names[i:] + names[:i]) for i in range(len(names))]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from dareu.config import from_dict, read_yaml, save_config, to_dict
+from dareu.data import RETAIN_OF, get_split, load_world
 from dareu.errors import DareUError
 from dareu.runs import check_same_config, claim_run_dir, get_status, set_status, write_json
 from dareu.unlearn.config import run_config_class
@@ -31,7 +32,6 @@ class Plan:
 
 def check_run(cfg) -> Plan:
     """Cheap checks of a run config, each failing with one clear line (DareUError)."""
-    from dareu.data import get_split, load_world
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
     from dareu.unlearn.data import check_facts, load_templates, resolve_retain_split
 
@@ -125,7 +125,6 @@ def build_trainer(plan: Plan, model, tok, ref, out: Path, callbacks=None):
 
 def _probe(plan: Plan, model, tok) -> dict:
     """Mean normalised answer probability on a few forget and retain QA (status.json before/after)."""
-    from dareu.data import RETAIN_OF
     from dareu.unlearn.probe import mean_probability
 
     n = plan.cfg.train.probe_qa
