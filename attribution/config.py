@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dareu.config import field
+from dareu.config import field, require
 
 
 @dataclass
@@ -38,6 +38,14 @@ class DataConfig:
                                                "of training).")
     seed: int = field(0, help="Seed of the split and of every sampled variant.")
 
+    def __post_init__(self):
+        for key in ("val_fraction", "test_fraction", "idk_holdout"):
+            require(self, key, 0 <= getattr(self, key) < 1, "must be in [0, 1)")
+        require(self, "test_fraction", self.val_fraction + self.test_fraction < 1,
+                "must leave training data: val_fraction + test_fraction < 1")
+        for key in ("n_pairs", "n_cross"):
+            require(self, key, getattr(self, key) >= 0, "must be >= 0")
+
 
 @dataclass
 class LLMConfig:
@@ -61,6 +69,15 @@ class LLMConfig:
     max_length: int = field(96, help="Longest input in tokens (prompt + response).")
     score_batch_size: int = field(256, help="Examples per forward pass when scoring.")
 
+    def __post_init__(self):
+        for key in ("lora_r", "lora_alpha", "batch_size", "max_length", "score_batch_size"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
+        for key in ("lm_epochs", "lm_weight", "weight_decay"):
+            require(self, key, getattr(self, key) >= 0, "must be >= 0")
+        require(self, "epochs", self.epochs > 0, "must be > 0")
+        require(self, "learning_rate", self.learning_rate > 0, "must be > 0")
+        require(self, "warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)")
+
 
 @dataclass
 class TfidfConfig:
@@ -71,6 +88,11 @@ class TfidfConfig:
     C: float = field(20.0, help="Inverse L2 strength of the logistic regression.")
     max_iter: int = field(300, help="Solver iterations.")
 
+    def __post_init__(self):
+        for key in ("ngram_max", "min_df", "max_iter"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
+        require(self, "C", self.C > 0, "must be > 0")
+
 
 @dataclass
 class ProxyConfig:
@@ -79,6 +101,10 @@ class ProxyConfig:
     retain_model: str = field("", help="Model that never saw the forget owners (empty: models/retain-<forget_split>).")
     max_new_tokens: int = field(40, help="Longest generated answer.")
     batch_size: int = field(64, help="Prompts per generate call.")
+
+    def __post_init__(self):
+        for key in ("max_new_tokens", "batch_size"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
 
 
 @dataclass
@@ -93,3 +119,6 @@ class AttributorConfig:
     run_proxy: bool = field(True, help="Generate with the target and retain models and report the proxy numbers.")
     threads: int = field(1, help="torch threads for training, generation and scoring. 1 is fastest for a ~1M-param "
                                  "model and on a shared CPU (more threads spin against each other); 0: torch's default.")
+
+    def __post_init__(self):
+        require(self, "threads", self.threads >= 0, "must be >= 0 (0: torch's default)")

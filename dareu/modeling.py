@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from dareu.config import field
+from dareu.config import field, require
 from dareu.errors import DareUError
 from dareu.runs import write_json
 
@@ -30,6 +30,11 @@ class ModelConfig:
     num_layers: int = field(3, help="Transformer blocks.")
     num_heads: int = field(4, help="Attention heads (key/value heads too).")
     max_positions: int = field(128, help="Longest sequence the model handles (prompt + answer).")
+
+    def __post_init__(self):
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_positions"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
+        require(self, "hidden_size", self.hidden_size % self.num_heads == 0, "must be divisible by num_heads")
 
 
 def device() -> torch.device:

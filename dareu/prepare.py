@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from dareu.config import field, save_config, to_dict
+from dareu.config import field, require, save_config, to_dict
 from dareu.data import RETAIN_OF, load_world
 from dareu.errors import DareUError
 from dareu.modeling import ModelConfig
@@ -47,6 +47,10 @@ class PrepareConfig:
                                  "says: a float sum splits differently over other thread counts, so a fixed count makes "
                                  "the same config give the same models on any load (and 1 is fastest for these models).")
     eval_max_qa: int = field(400, help="QA per split in the quality table (greedy ROUGE-L recall).")
+
+    def __post_init__(self):
+        for key in ("workers", "threads", "eval_max_qa"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
 
 
 def _key(*parts) -> str:

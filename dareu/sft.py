@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dareu.config import field
+from dareu.config import field, require
 from dareu.modeling import encode_qa
 
 
@@ -19,6 +19,14 @@ class TrainConfig:
     weight_decay: float = field(0.0, help="AdamW weight decay.")
     max_grad_norm: float = field(1.0, help="Gradient clipping norm.")
     seed: int = field(0, help="Seed of initialisation order and data shuffling.")
+
+    def __post_init__(self):
+        require(self, "epochs", self.epochs > 0, "must be > 0")
+        require(self, "batch_size", self.batch_size >= 1, "must be >= 1")
+        require(self, "learning_rate", self.learning_rate > 0, "must be > 0")
+        require(self, "warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)")
+        require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
+        require(self, "max_grad_norm", self.max_grad_norm > 0, "must be > 0")
 
 
 class QACollator:

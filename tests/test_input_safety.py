@@ -309,3 +309,19 @@ def test_a_bad_retain_model_is_reported_as_the_retain_model(tiny_world, tmp_path
                "--retain-model", str(empty), "--out", str(tmp_path / "e")])
     err = _one_line_error(capsys)
     assert rc == 2 and f"--retain-model {empty}: no model there" in err
+
+
+@pytest.mark.parametrize("command, override, key", [
+    ("eval", "batch_size=0", "batch_size"), ("eval", "temperature=-1", "temperature"),
+    ("train-attributor", "tfidf.C=-1", "tfidf.C"), ("train-attributor", "llm.epochs=-1", "llm.epochs"),
+    ("train-attributor", "data.test_fraction=0.95", "data.test_fraction"),
+    ("prepare", "finetune.learning_rate=-1", "finetune.learning_rate"), ("prepare", "workers=0", "workers"),
+    ("prepare", "model.num_heads=3", "model.hidden_size"),
+])
+def test_every_commands_values_are_checked_before_its_folder(command, override, key, tiny_world, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = {"eval": ["--world", str(tiny_world), "--model", str(tiny_world / "models" / "target")],
+            "train-attributor": ["--world", str(tiny_world), "--kind", "tfidf"], "prepare": []}[command]
+    rc = main([command, *argv, "--out", str(out), override])
+    err = _one_line_error(capsys)
+    assert rc == 2 and f"'{key}'" in err and not out.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dareu.config import field
+from dareu.config import field, require
 
 # What the RL learner's periodic evaluation needs (`EvalConfig(fast=True)`): a few seconds on the default world.
 FAST_METRICS = ["forget_quality", "model_utility", "fact_leakage", "fact_leakage_sampled", "forget_attribution"]
@@ -31,6 +31,13 @@ class EvalConfig:
     progress: bool = field(True, help="Show a progress bar on the terminal.")
     backend: Literal["auto", "hf", "vllm"] = field("auto", help="Generation backend of `dareu eval`: vLLM when "
                                                                "installed on a GPU (auto), or HF generate.")
+
+    def __post_init__(self):
+        for key in ("retain_max_qa", "max_new_tokens", "num_samples", "fast_num_samples", "fast_retain_max_qa",
+                    "batch_size", "gen_batch_size"):
+            require(self, key, getattr(self, key) >= 1, "must be >= 1")
+        require(self, "temperature", self.temperature > 0, "must be > 0")
+        require(self, "min_k", 0 < self.min_k <= 1, "must be in (0, 1]")
 
     def samples(self) -> int:
         return self.fast_num_samples if self.fast else self.num_samples
