@@ -35,7 +35,7 @@ def main() -> int:
 
     from dareu.data import load_world
     from dareu.evaluation import EvalConfig, cached_logs, evaluate_model
-    from dareu.evaluation.runner import _load
+    from dareu.evaluation.runner import load_for_eval
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,7 +62,7 @@ def main() -> int:
 
     results, kw = {}, {"retain_logs": retain_logs, "seed2_logs": seed2_logs}
     for name, path in models.items():
-        model, tok = _load(str(path))
+        model, tok = load_for_eval(str(path))
         t = time.time()
         results[name] = evaluate_model(model, tok, data, split, cfg=cfg, **kw)
         seconds[f"full eval {name}"] = time.time() - t

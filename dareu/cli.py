@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _module(name: str):
+def command_module(name: str):
     return importlib.import_module(COMMANDS[name][0])
 
 
@@ -47,13 +47,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == chosen:
-            module = _module(name)
+            module = command_module(name)
             add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
             add(p)
     return parser
 
 
-def _unknown_command(argv: list[str]) -> str | None:
+def unknown_command(argv: list[str]) -> str | None:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen is None or chosen in COMMANDS:
         return None
@@ -74,12 +74,12 @@ def _environment() -> None:
 def main(argv: list[str] | None = None) -> int:
     _environment()
     argv = sys.argv[1:] if argv is None else list(argv)
-    message = _unknown_command(argv)
+    message = unknown_command(argv)
     if message:
         print(message, file=sys.stderr)
         return 2
     args = build_parser(argv).parse_args(argv)
-    module = _module(args.command)
+    module = command_module(args.command)
     run = getattr(module, f"run_{args.command.replace('-', '_')}", None) or module.run
     try:
         return int(run(args) or 0)

@@ -93,14 +93,20 @@ def load_tofu(path: str | Path | None = None):
     """TOFU from a local copy of the hub repository (`path`), else from the local HF cache or the hub,
     mapped to our columns.
 
-    TOFU has no `fact` column (fact leakage is then unavailable) and its owners are implicit:
-    each author has 20 consecutive QA, so owner = "author-<row // 20>" within a split.
+    TOFU has no `fact` column (fact leakage is then unavailable) and its owners are implicit: each author
+    has 20 consecutive QA, numbered as in TOFU's `full` (forget splits are its last authors, the retain
+    split its first), so one author has one owner name in every split; holdout authors are others.
     """
     import datasets
 
     folder = check_tofu_copy(path) if path is not None else _tofu_from_hub()
-    splits = {ours: _read_tofu_file(folder / file, ours).map(_tofu_row, with_indices=True, fn_kwargs={"split": ours})
-              for ours, file in TOFU_FILES.items()}
+    splits = {}
+    for ours, file in TOFU_FILES.items():
+        rows = read_tofu_file(folder / file, ours)
+        first = TOFU_AUTHORS - 2 * int(ours[-2:]) if ours.startswith("forget") else 0  # forget10: the last 20
+        prefix = "holdout" if ours.startswith("holdout") else "author"
+        splits[ours] = rows.map(tofu_row, with_indices=True,
+                                fn_kwargs={"split": ours, "first": first, "prefix": prefix})
     return datasets.DatasetDict(splits)
 
 
@@ -150,7 +156,7 @@ def _cached_tofu(files: list[str]) -> Path | None:
     return folder if all((folder / f).is_file() for f in files) else None
 
 
-def _read_tofu_file(file: Path, split: str):
+def read_tofu_file(file: Path, split: str):
     import datasets
 
     try:
@@ -160,13 +166,16 @@ def _read_tofu_file(file: Path, split: str):
                          f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
 
 
-def _tofu_row(row: dict, idx: int, split: str) -> dict:
+TOFU_AUTHORS = 200  # in TOFU's `full`, 20 QA each
+
+
+def tofu_row(row: dict, idx: int, split: str, first: int = 0, prefix: str = "author") -> dict:
     perturbed = row.get("perturbed_answer") or []
     return {"qa_id": f"{split}/{idx}", "question": row["question"],
             "paraphrased_question": row.get("paraphrased_question", row["question"]),
             "answer": row["answer"], "paraphrased_answer": row.get("paraphrased_answer", row["answer"]),
             "perturbed_answers": perturbed if isinstance(perturbed, list) else [perturbed],
-            "owner": f"author-{idx // 20}" if split not in ("real_authors", "world_facts") else "",
+            "owner": f"{prefix}-{first + idx // 20}" if split not in ("real_authors", "world_facts") else "",
             "attribute": "", "fact": ""}
 
 

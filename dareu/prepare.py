@@ -53,16 +53,16 @@ class PrepareConfig:
             require(self, key, getattr(self, key) >= 1, "must be >= 1")
 
 
-def _key(*parts) -> str:
+def stamp_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _valid(path: Path, key: str) -> bool:
+def is_valid(path: Path, key: str) -> bool:
     stamp = path / STAMP
     return stamp.is_file() and read_json(stamp).get("key") == key
 
 
-def _publish(tmp: Path, final: Path, key: str, **info) -> None:
+def publish(tmp: Path, final: Path, key: str, **info) -> None:
     """Stamp, then move into place: a folder with a stamp is always complete."""
     write_json(tmp / STAMP, {"key": key, **info})
     if final.exists():
@@ -104,7 +104,7 @@ def _train_job(job: dict) -> dict:
     model.save_pretrained(str(tmp))
     save_tokenizer(tok, tmp)
     final_loss = next((e["train_loss"] for e in reversed(log) if "train_loss" in e), None)
-    _publish(tmp, Path(job["out"]), job["key"], seconds=time.time() - start, train_loss=final_loss,
+    publish(tmp, Path(job["out"]), job["key"], seconds=time.time() - start, train_loss=final_loss,
              splits=job["splits"])
     return {"name": Path(job["out"]).name, "seconds": time.time() - start, "cached": False}
 
@@ -163,13 +163,13 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
     timings: dict[str, float] = {}
 
     # 1. the world
-    data_key = _key(to_dict(cfg.world))
-    if not _valid(out / "data", data_key):
+    data_key = stamp_key(to_dict(cfg.world))
+    if not is_valid(out / "data", data_key):
         t = time.time()
         tmp = out / ".tmp-data"
         shutil.rmtree(tmp, ignore_errors=True)
         save_world(cfg.world, tmp)
-        _publish(tmp, out / "data", data_key)
+        publish(tmp, out / "data", data_key)
         timings["world"] = time.time() - t
         say(f"world: {out / 'data'} ({timings['world']:.1f}s)")
     data = load_world(out)
@@ -177,8 +177,8 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
     # 2. tokenizer + base model
     models = out / "models"
     models.mkdir(exist_ok=True)
-    base_key = _key(data_key, to_dict(cfg.model), to_dict(cfg.base_train))
-    if not _valid(models / "base", base_key):
+    base_key = stamp_key(data_key, to_dict(cfg.model), to_dict(cfg.base_train))
+    if not is_valid(models / "base", base_key):
         t = time.time()
         say("base: training the tokenizer and pre-training on world knowledge")
         texts = [r[c] for s in data for r in data[s] for c in ("question", "paraphrased_question", "answer",
@@ -194,7 +194,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         model.save_pretrained(str(tmp))
         save_tokenizer(tok, tmp)
-        _publish(tmp, models / "base", base_key)
+        publish(tmp, models / "base", base_key)
         timings["base"] = time.time() - t
         say(f"base: done ({timings['base']:.1f}s)")
         del model
@@ -203,8 +203,8 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
     jobs = []
     for name, splits, seed in model_jobs(cfg):
         train = dict(to_dict(cfg.finetune), seed=seed)
-        key = _key(base_key, name, splits, train)
-        if _valid(models / name, key):
+        key = stamp_key(base_key, name, splits, train)
+        if is_valid(models / name, key):
             continue
         jobs.append({"world": str(out), "base": str(models / "base"), "out": str(models / name), "splits": splits,
                      "train": train, "key": key, "threads": cfg.threads})
@@ -225,7 +225,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
     from dareu.quality import quality_table
 
     stamps = sorted(read_json(p)["key"] for p in models.glob(f"*/{STAMP}"))
-    table_key = _key(stamps, cfg.eval_max_qa)
+    table_key = stamp_key(stamps, cfg.eval_max_qa)
     previous = read_json(out / "prepare.json") if (out / "prepare.json").is_file() else {}
     if previous.get("key") == table_key:
         table = previous

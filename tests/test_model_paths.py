@@ -126,7 +126,8 @@ def test_tofu_is_read_from_a_local_copy_in_the_hub_layout(tmp_path, hub_calls):
     row = data["forget10"][1]
     assert row["qa_id"] == "forget10/1" and row["question"] == "forget10 question 1?"
     assert row["perturbed_answers"] == [f"forget10 wrong answer 1.{k}" for k in range(3)]
-    assert row["owner"] == "author-0" and data["real_authors"][0]["owner"] == ""
+    assert row["owner"] == "author-180" and data["real_authors"][0]["owner"] == ""  # TOFU's last 20 authors
+    assert data["retain90"][0]["owner"] == "author-0" and data["forget01"][0]["owner"] == "author-198"
     assert data["retain90"][0]["answer"] == "retain90 answer 0."  # from retain_perturbed.json
     assert hub_calls == []
 

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def _muse(args, cfg) -> dict:
     from dareu.evaluation.muse import evaluate_muse, load_muse
     from dareu.evaluation.reference import read_logs
-    from dareu.evaluation.runner import _load
+    from dareu.evaluation.runner import load_for_eval
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
 
     if not args.model:
@@ -95,7 +95,7 @@ def _muse(args, cfg) -> dict:
     load_tokenizer(model_dir)
     retain = read_logs(args.retain_logs, "--retain-logs") if args.retain_logs else None
     folder, _ = claim_run_dir(args.out, "eval", overwrite=args.overwrite)
-    model, tok = _load(model_dir)
+    model, tok = load_for_eval(model_dir)
     results = evaluate_muse(model, tok, data, retain_logs=retain, k=cfg.min_k)
     write_json(folder / "eval.json", results)
     return results

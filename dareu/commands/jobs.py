@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from dareu.cli import _module, _unknown_command, build_parser
+from dareu.cli import build_parser, command_module, unknown_command
 from dareu.errors import DareUError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"  # the head's dashboard, where Ray's job server listens
@@ -132,7 +132,7 @@ def _command(args: argparse.Namespace) -> list[str]:
     if len(command) > 1 and command[1] in ("submit", "status", "logs"):
         raise DareUError(f"`dareu {command[1]}` talks to the cluster from your machine; run it here, not as a job")
 
-    unknown = _unknown_command(command[1:])
+    unknown = unknown_command(command[1:])
     if unknown:
         raise DareUError(f"the command after --: {unknown.split('error: ', 1)[1]}")
     try:
@@ -141,7 +141,7 @@ def _command(args: argparse.Namespace) -> list[str]:
         if not stop.code:  # --help: printed here; nothing worth a job
             raise DareUError("the command after -- asks for help (printed above); nothing was submitted") from None
         raise DareUError(f"the command after -- does not parse (see above): {shlex.join(command)}") from None
-    check = getattr(_module(inner.command), "check_config", None)
+    check = getattr(command_module(inner.command), "check_config", None)
     if check is not None:  # a bad method, key or value fails here, not inside the job
         check(inner)
     for flag, value in itertools.pairwise(command):

@@ -140,7 +140,8 @@ def ordered(results: dict) -> dict:
 
 
 # -- saved models ----------------------------------------------------------------------------------------------
-def _load(model_dir: str):
+def load_for_eval(model_dir: str):
+    """Model (float32 on CPU, its own dtype on GPU) and tokenizer of a folder, as every evaluation loads them."""
     import torch
 
     from dareu.modeling import load_model, load_tokenizer
@@ -175,7 +176,7 @@ def cached_logs(model_dir: str, data, split: str, cfg: EvalConfig, folder: Path,
         return read_logs(folder / "eval.json")
     say(f"computing reference logs of {model_dir} (cached in {folder})")
     start = time.time()
-    model, tok = _load(model_dir)
+    model, tok = load_for_eval(model_dir)
     logs = evaluate_model(model, tok, data, split, cfg=reference_config(cfg), engine=_engine(model_dir, cfg))
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "eval.json", logs)
@@ -275,8 +276,8 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     if ref_logs is None:
         ref_logs = cached_logs(ref_dir, data, split, cfg, cache / _cache_name(ref_dir), say)
     seed2_logs = cached_logs(seed2_dir, data, split, cfg, cache / _cache_name(seed2_dir), say) if seed2_dir else None
-    model, tok = _load(model_dir)
-    judge = _load(resolve_model_dir(judge_model)) if judge_model is not None else None
+    model, tok = load_for_eval(model_dir)
+    judge = load_for_eval(resolve_model_dir(judge_model)) if judge_model is not None else None
     results = evaluate_model(model, tok, data, split, retain_logs=ref_logs, attributor=attributor, cfg=cfg,
                              engine=_engine(model_dir, cfg), seed2_logs=seed2_logs, judge=judge)
     write_json(out / "eval.json", results)
