@@ -45,7 +45,7 @@ class AuxConfig:
     forget_params: dict[str, float] = field(default_factory=lambda: {"beta": 0.2},
                                             help="Parameters of the forget objective, e.g. {beta: 0.2}.")
     forget_tokens: Literal["fact", "contrast"] = field(
-        "fact", help="Which answer tokens a marked-token forget term (fact_npo) forgets: fact = those stating the "
+        "contrast", help="Which answer tokens a marked-token forget term (fact_npo) forgets: fact = those stating the "
                      "benchmark's `fact` column; contrast = those the starting model expects of this owner and not "
                      "of a fabricated stranger (dareu/unlearn/gain.py), which needs no fact column.")
     contrast_threshold: float = field(0.5, help="forget_tokens=contrast: nats of stranger contrast a token needs.")

@@ -87,11 +87,14 @@ def preflight(cfg: DareUConfig) -> dict:
         from dareu.config import from_dict
         from dareu.objectives import OBJECTIVES
         from dareu.unlearn.data import check_facts
+        from dareu.unlearn.gain import check_owner_names
 
         forget = from_dict(OBJECTIVES.get(cfg.aux.forget), cfg.aux.forget_params)  # unknown name or parameter fails here
         if forget.needs_facts and cfg.aux.forget_tokens == "fact":
             check_facts(data, split, f"aux.forget={cfg.aux.forget}",
                         fix="set aux.forget_tokens=contrast (it needs no fact column)")
+        if forget.needs_facts and cfg.aux.forget_tokens == "contrast":
+            check_owner_names(data, split)
     return {"data": data, "model_dir": model_dir, "retain_split": retain_split}
 
 

@@ -67,3 +67,13 @@ def test_contrast_forget_tokens_need_no_fact_column(tiny_world, tiny_attributor,
     preflight(load_dareu_config(["aux.forget_tokens=contrast"], flags=flags))  # passes
     with pytest.raises(Exception, match="state no `fact`"):
         preflight(load_dareu_config(["aux.forget_tokens=fact"], flags=flags))
+
+
+def test_contrast_refuses_owners_whose_names_the_qa_never_state(tiny_data):
+    from dareu.errors import DareUError
+    from dareu.unlearn.gain import check_owner_names
+
+    check_owner_names(tiny_data, "forget10")  # the world's QA name their owners
+    numbered = tiny_data["forget10"].map(lambda r, i: {"owner": f"author-{i // 6}"}, with_indices=True)
+    with pytest.raises(DareUError, match="never state their owner's name"):  # TOFU's owners are numbered
+        check_owner_names({"forget10": numbered}, "forget10")

@@ -155,7 +155,8 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
     data["forget10"] = data["forget10"].map(lambda r: {"fact": ""})
     data.save_to_disk(str(bare / "data"))
     with pytest.raises(DareUError, match="state no `fact`.*forget_tokens=contrast"):
-        run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_npo"], str(tiny_world / "models" / "target")),
+        run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_npo", "aux.forget_tokens=fact"],
+                                str(tiny_world / "models" / "target")),
                     tmp_path / "d")
     assert not ray.is_initialized()
     assert not any((tmp_path / x).exists() for x in "abd")

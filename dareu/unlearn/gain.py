@@ -125,3 +125,18 @@ def contrast_labels(target, tok, rows: list[dict], threshold: float = 0.5, stran
         out.append(gain_labels(labels, mean, threshold))
     return out
 
+
+def check_owner_names(data, split: str) -> None:
+    """The contrast swaps each owner's name for a stranger's: refuse (one line) a split whose QA never state
+    their owner's name, where the swap would change nothing (TOFU's owners are numbered, not named)."""
+    from dareu.data import get_split
+    from dareu.errors import DareUError
+
+    rows = get_split(data, split)
+    unnamed = sum(1 for r in rows if not r["owner"] or (r["owner"] not in r["question"]
+                                                        and r["owner"] not in r["answer"]))
+    if unnamed:
+        raise DareUError(f"aux.forget_tokens=contrast swaps each owner's name for a stranger's, but {unnamed} of "
+                         f"{len(rows)} QA in {split!r} never state their owner's name ({rows[0]['owner']!r}); "
+                         "name the owners in the data, or set aux.forget=npo")
+
