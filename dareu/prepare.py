@@ -109,6 +109,20 @@ def _train_job(job: dict) -> dict:
     return {"name": Path(job["out"]).name, "seconds": time.time() - start, "cached": False}
 
 
+def run_jobs(train_job, jobs: list[dict], workers: int, say) -> dict[str, float]:
+    """Run fine-tune jobs (`train_job(job) -> {"name", "seconds", ...}`, a module-level function: it is pickled),
+    `workers` processes at a time; returns the seconds of each."""
+    def done(res: dict) -> float:
+        loss = f", loss {res['train_loss']}" if res.get("train_loss") is not None else ""
+        say(f"  {res['name']}: done ({res['seconds']:.1f}s{loss})")
+        return res["seconds"]
+
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            return {res["name"]: done(res) for res in pool.map(train_job, jobs)}
+    return {res["name"]: done(res) for res in map(train_job, jobs)}
+
+
 def model_jobs(cfg: PrepareConfig) -> list[tuple[str, list[str], int]]:
     """(model name, training splits, seed) for every fine-tuned model."""
     jobs = [("target", ["retain90", "forget10"], cfg.finetune.seed)]
@@ -210,16 +224,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
                      "train": train, "key": key, "threads": cfg.threads})
     if jobs:
         say(f"fine-tuning {', '.join(Path(j['out']).name for j in jobs)} ({cfg.workers} at a time)")
-        if cfg.workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
-                for res in pool.map(_train_job, jobs):
-                    timings[res["name"]] = res["seconds"]
-                    say(f"  {res['name']}: done ({res['seconds']:.1f}s)")
-        else:
-            for job in jobs:
-                res = _train_job(job)
-                timings[res["name"]] = res["seconds"]
-                say(f"  {res['name']}: done ({res['seconds']:.1f}s)")
+        timings.update(run_jobs(_train_job, jobs, cfg.workers, say))
 
     # 4. the quality table (cached too: it depends only on the models and eval_max_qa)
     from dareu.quality import quality_table

@@ -16,15 +16,13 @@ import importlib.util
 import json
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from dareu.config import field, require, require_choice, save_config, to_dict
 from dareu.data import FORGET_SPLITS, RETAIN_OF, TOFU_FILES
 from dareu.errors import DareUError
-from dareu.prepare import STAMP, is_valid, publish, stamp_key
+from dareu.prepare import STAMP, is_valid, publish, run_jobs, stamp_key
 from dareu.runs import changed_keys, claim_run_dir, read_json, write_json
 from dareu.sft import TrainConfig
 from dareu.world import QA_COLUMNS
@@ -374,16 +372,7 @@ def prepare_tofu(cfg: TofuPrepareConfig, data: str | Path, model: str | Path, ou
         say(f"fine-tuning {', '.join(Path(j['out']).name for j in jobs)} ({cfg.workers} at a time; "
             + ", ".join(f"{Path(j['out']).name}: {sum(qa[s] for s in j['splits'])} QA" for j in jobs)
             + f" x {cfg.finetune.epochs:g} epochs)")
-        if cfg.workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
-                for res in pool.map(_train_job, jobs):
-                    timings[res["name"]] = res["seconds"]
-                    say(f"  {res['name']}: done ({res['seconds']:.1f}s, loss {res['train_loss']})")
-        else:
-            for job in jobs:
-                res = _train_job(job)
-                timings[res["name"]] = res["seconds"]
-                say(f"  {res['name']}: done ({res['seconds']:.1f}s, loss {res['train_loss']})")
+        timings.update(run_jobs(_train_job, jobs, cfg.workers, say))
 
     # 4. the quality table (cached: it depends only on the models, the data and the eval settings)
     stamps = sorted(read_json(p)["key"] for p in models.glob(f"*/{STAMP}"))

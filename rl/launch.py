@@ -20,31 +20,22 @@ import time
 import traceback
 from pathlib import Path
 
-from dareu.config import from_dict, merge, parse_overrides, read_yaml, save_config, to_dict
+from dareu.config import from_dict, save_config
 from dareu.data import check_forget_split, check_same_data, get_split, load_world
 from dareu.errors import DareUError
-from dareu.runs import check_same_config, claim_run_dir, get_status, read_json, set_status, write_json
-from dareu.unlearn.config import method_yaml
+from dareu.runs import claim_run_dir, read_json, set_status, write_json
+from dareu.unlearn.config import layered_config
+from dareu.unlearn.run import check_resume
 from rl.config import DareUConfig
 from rl.curves import plot_curves
 from rl.placement import check_config
-
-DEFAULT_CONFIG = method_yaml("dareu")
 
 
 def load_dareu_config(overrides: list[str] | None = None, config: str | Path | None = None,
                       flags: dict | None = None) -> DareUConfig:
     """The shipped `dareu.yaml` <- the user's `config` file (layered over it, never instead of it) <- `flags`
     (a nested dict from the command-line flags) <- key=value `overrides`: the same order as the loss-based methods."""
-
-    data = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG else {}
-    if config:
-        data = merge(data, read_yaml(config))
-    data = merge(merge(data, flags or {}), parse_overrides(overrides or []))
-    if data.get("method", "dareu") != "dareu":
-        raise DareUError(f"config says method {data['method']!r} but this is a dareu run")
-    data["method"] = "dareu"
-    return from_dict(DareUConfig, data)
+    return from_dict(DareUConfig, layered_config("dareu", overrides, config, flags))
 
 
 def preflight(cfg: DareUConfig) -> dict:
@@ -149,13 +140,7 @@ def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resu
     # 2. run folder and references
     out, existed = claim_run_dir(out, "unlearn", overwrite=overwrite, resume=resume)
     if existed:
-        saved_path = out / "config.yaml"
-        saved = read_yaml(saved_path) if saved_path.is_file() else {}
-        if saved.get("method") != "dareu":
-            raise DareUError(f"--resume: {out} is not a dareu run ({saved.get('method') or 'no config.yaml'}); "
-                             "choose another --out")
-        check_same_config(to_dict(from_dict(DareUConfig, saved)), to_dict(cfg), saved_path)
-        if get_status(out)["state"] == "done":
+        if check_resume(out, cfg, DareUConfig):
             raise DareUError(f"run {out} is already done; nothing to resume (use another --out or --overwrite)")
     else:
         save_config(cfg, out / "config.yaml")

@@ -132,14 +132,18 @@ def load_run_config(method: str, overrides: list[str] | None = None, config: str
                     flags: dict[str, Any] | None = None):
     """Class defaults <- the method's shipped YAML <- the user's `config` file (layered over it) <- `flags` (nested
     dict from CLI flags) <- key=value overrides. Every key is checked against the method's run config class."""
-    cls = run_config_class(method)
+    return from_dict(run_config_class(method), layered_config(method, overrides, config, flags))
+
+
+def layered_config(method: str, overrides: list[str] | None = None, config: str | Path | None = None,
+                   flags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The method's shipped YAML <- `config` (layered over it, never instead of it) <- `flags` <- key=value
+    `overrides`, as one nested dict: the same order for every method, DareU included."""
     shipped = method_yaml(method)
     data = read_yaml(shipped) if shipped else {}
     if config:
         data = merge(data, read_yaml(config))
-    data = merge(data, flags or {})
-    data = merge(data, parse_overrides(overrides or []))
+    data = merge(merge(data, flags or {}), parse_overrides(overrides or []))
     if data.get("method", method) != method:
         raise DareUError(f"config says method {data['method']!r} but --method is {method!r}")
-    data["method"] = method
-    return from_dict(cls, data)
+    return {**data, "method": method}

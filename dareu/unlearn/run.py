@@ -62,8 +62,9 @@ def check_run(cfg) -> Plan:
     return Plan(cfg, data, retain_split, model_path, tok, max_steps)
 
 
-def _resume_check(out: Path, cfg) -> bool:
-    """True when `out` holds a finished run. The saved config must match the one asked for; it is never rewritten."""
+def check_resume(out: Path, cfg, cls: type) -> bool:
+    """True when `out` holds a finished run. The saved config (read as `cls`) must match `cfg`, the one asked
+    for, method included; it is never rewritten. Both the loss-based and the RL launcher resume through it."""
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
         raise DareUError(f"--resume: {out} holds no config.yaml; it is not an unlearn run folder")
@@ -71,7 +72,7 @@ def _resume_check(out: Path, cfg) -> bool:
     if saved.get("method") != cfg.method:
         raise DareUError(f"--resume: {out} is a run of {saved.get('method')!r}, not {cfg.method!r}; resume it with "
                          f"--method {saved.get('method')} or choose another --out")
-    check_same_config(to_dict(from_dict(run_config_class(cfg.method), saved)), to_dict(cfg), saved_path)
+    check_same_config(to_dict(from_dict(cls, saved)), to_dict(cfg), saved_path)
     return get_status(out).get("state") == "done"
 
 
@@ -146,7 +147,7 @@ def run_unlearn(cfg, out: str | Path, overwrite: bool = False, resume: bool = Fa
     checkpoint, before = None, {}
     out, existed = claim_run_dir(out, "unlearn", overwrite=overwrite, resume=resume)
     if existed:
-        if _resume_check(out, cfg):
+        if check_resume(out, cfg, run_config_class(cfg.method)):
             say(f"{out} is already done; nothing to resume")
             return get_status(out)
         checkpoint = last_checkpoint(out)
