@@ -5,6 +5,8 @@ A benchmark is a `datasets.DatasetDict` whose QA splits carry the columns of `wo
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 
 from dareu.errors import DareUError
@@ -167,6 +169,53 @@ def read_tofu_file(file: Path, split: str):
 
 
 TOFU_AUTHORS = 200  # in TOFU's `full`, 20 QA each
+
+# lowercase words that may sit inside a name ("Isabella van Pletzen")
+_NAME_PARTICLES = {"van", "von", "de", "del", "della", "der", "den", "da", "di", "du", "dos", "das", "le", "la",
+                   "bin", "ibn", "al", "el", "ben", "ter", "y"}
+_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
+
+
+def _capitalised_runs(text: str):
+    """Runs of capitalised words (with name particles inside), cut at punctuation and possessives."""
+    run: list[str] = []
+    end = 0
+    for m in _WORD.finditer(text):
+        word = re.sub(r"['’]s$", "", m.group()).rstrip(".,'’-")
+        if run and not text[end:m.start()].isspace():
+            yield run
+            run = []
+        if word[:1].isupper() or (run and word in _NAME_PARTICLES):
+            run.append(word)
+        elif run:
+            yield run
+            run = []
+        end = m.end()
+        if run and m.group().endswith(("'s", "’s", ",", ".")):
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+def owner_name(texts: list[str], min_share: float = 0.4) -> str | None:
+    """An owner's name read from their own QA: the capitalised phrase of two or more words that the most of
+    `texts` contain (the longest on a tie), if at least `min_share` of them do. TOFU numbers its authors; their
+    names are only in the text ("Basil Mahfouz Al-Kuwaiti" in 19 of his 20 QA). None when no phrase is common
+    enough (TOFU has one author, 88, who is never named)."""
+    count: Counter = Counter()
+    for text in texts:
+        seen = set()
+        for run in _capitalised_runs(text):
+            for i in range(len(run)):
+                for j in range(i + 2, len(run) + 1):
+                    if run[i][:1].isupper() and run[j - 1][:1].isupper():
+                        seen.add(" ".join(run[i:j]))
+        count.update(seen)
+    if not count:
+        return None
+    name, n = max(count.items(), key=lambda kv: (kv[1], len(kv[0].split()), len(kv[0])))
+    return name if n >= min_share * len(texts) else None
 
 
 def tofu_row(row: dict, idx: int, split: str, first: int = 0, prefix: str = "author") -> dict:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from dareu.config import field, require, require_choice, save_config, to_dict
 from dareu.data import FORGET_SPLITS, RETAIN_OF, TOFU_FILES
 from dareu.errors import DareUError
@@ -26,6 +28,7 @@ from dareu.prepare import STAMP, is_valid, publish, run_jobs, stamp_key
 from dareu.runs import changed_keys, claim_run_dir, read_json, write_json
 from dareu.sft import TrainConfig
 from dareu.world import QA_COLUMNS
+from dareu.world_vocab import IDK_ANSWERS
 
 FULL_FILE = "full.json"  # every fictitious author, 20 consecutive QA each (TOFU's fine-tuning set)
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "sgd")
@@ -135,10 +138,11 @@ def _files_key(folder: Path, names: list[str]) -> str:
 
 def build_data(cfg: TofuPrepareConfig, data: str | Path):
     """The world's DatasetDict from a TOFU copy: forget split, retain split (kept authors), real_authors,
-    world_facts, holdout. Owners are global: author-<i> is rows i*q..i*q+q-1 of full.json."""
+    world_facts, holdout, idk. Author i is rows i*q..i*q+q-1 of full.json; its owner is the name its QA give
+    (`dareu.data.owner_name`), or author-<i> for one never named. Holdout authors are holdout-<i>."""
     import datasets
 
-    from dareu.data import load_benchmark, read_tofu_file, tofu_row
+    from dareu.data import load_benchmark, owner_name, read_tofu_file, tofu_row
 
     folder = check_tofu_dir(data)
     tofu = load_benchmark("tofu", folder)
@@ -169,7 +173,12 @@ def build_data(cfg: TofuPrepareConfig, data: str | Path):
         raise DareUError(f"config key 'holdout_authors' asks for {cfg.holdout_authors} holdout authors but "
                          f"{TOFU_FILES['holdout']} holds {n_holdout_all}; give at most {n_holdout_all} (0 keeps all)")
 
-    forget_rows = [dict(r, owner=f"author-{first_forget + i // q}") for i, r in enumerate(forget)]
+    def owner(i: int) -> str:
+        rows = full.select(range(i * q, i * q + q))
+        return owner_name([f"{r['question']}\n{r['answer']}" for r in rows]) or f"author-{i}"
+
+    names = {i: owner(i) for i in [*range(n_retain), *range(first_forget, n_authors)]}
+    forget_rows = [dict(r, owner=names[first_forget + i // q]) for i, r in enumerate(forget)]
     # retain rows from full.json; TOFU's paraphrases and perturbed answers (retain_perturbed) where it has them
     perturbed = {r["question"]: r for r in tofu["retain90"]}
     retain_rows = []
@@ -178,7 +187,7 @@ def build_data(cfg: TofuPrepareConfig, data: str | Path):
         extra = perturbed.get(row["question"])
         if extra is not None and extra["answer"] == row["answer"]:
             row = dict(extra, qa_id=row["qa_id"])
-        retain_rows.append(dict(row, owner=f"author-{idx // q}"))
+        retain_rows.append(dict(row, owner=names[idx // q]))
     holdout_rows = [dict(holdout[i], owner=f"holdout-{i // q}") for i in range(n_holdout * q)]
     features = datasets.Features({c: datasets.Sequence(datasets.Value("string")) if c == "perturbed_answers"
                                   else datasets.Value("string") for c in QA_COLUMNS})
@@ -186,9 +195,12 @@ def build_data(cfg: TofuPrepareConfig, data: str | Path):
     def table(rows) -> datasets.Dataset:  # the world's QA columns only (TOFU's raw fields dropped)
         return datasets.Dataset.from_list([{c: r[c] for c in QA_COLUMNS} for r in rows], features=features)
 
+    # "I don't know" answers for the objectives that train towards one (IdkPO, FLAT, DareU's templates); TOFU's
+    # own idk file is not in its hub configs, so the world generator's list stands in
+    idk = datasets.Dataset.from_list([{"answer": a} for a in IDK_ANSWERS])
     return datasets.DatasetDict({cfg.forget_split: table(forget_rows), cfg.retain_split: table(retain_rows),
                                  "real_authors": table(tofu["real_authors"]), "world_facts": table(tofu["world_facts"]),
-                                 "holdout": table(holdout_rows)})
+                                 "holdout": table(holdout_rows), "idk": idk})
 
 
 # ---- models -------------------------------------------------------------------------------------------------
@@ -314,6 +326,8 @@ def check_out(out: Path, saved: dict, overwrite: bool) -> None:
 def prepare_tofu(cfg: TofuPrepareConfig, data: str | Path, model: str | Path, out: str | Path,
                  overwrite: bool = False, console=None) -> dict:
     """Build (or reuse) a TOFU world under `out`; returns the quality table written to prepare.json."""
+    from dareu.evaluation.runner import WORLD_EVAL
+
     say = console.print if console is not None else print
     out, data, model = Path(out), Path(data).expanduser(), Path(model).expanduser()
     check_inputs(cfg, data, model)
@@ -325,13 +339,15 @@ def prepare_tofu(cfg: TofuPrepareConfig, data: str | Path, model: str | Path, ou
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "prepare_config.json", saved)
     save_config(cfg, out / "config.yaml")
+    # how this world is evaluated (`dareu eval`, `compare`, the RL curves): TOFU's answers need longer generations
+    (out / WORLD_EVAL).write_text(yaml.safe_dump({"max_new_tokens": cfg.eval_max_new_tokens}))
     start = time.time()
     timings: dict[str, float] = {}
 
     # 1. data
     data_names = [FULL_FILE, *TOFU_FILES.values()]
-    data_key = stamp_key("tofu-data", _files_key(data, data_names), cfg.forget_split, cfg.retain_authors,
-                    cfg.holdout_authors, cfg.qa_per_author)
+    data_key = stamp_key("tofu-data", "named-owners", "idk", _files_key(data, data_names), cfg.forget_split,
+                         cfg.retain_authors, cfg.holdout_authors, cfg.qa_per_author)
     if is_valid(out / "data", data_key):
         say(f"data: reused {out / 'data'}")
     else:

@@ -86,6 +86,9 @@ def preflight(cfg: DareUConfig) -> dict:
                         fix="set aux.forget_tokens=contrast (it needs no fact column)")
         if forget.needs_facts and cfg.aux.forget_tokens == "contrast":
             check_owner_names(data, split)
+        if forget.needs_templates and "idk" not in data:
+            raise DareUError(f"aux.forget={cfg.aux.forget} trains towards template answers, but {world} has no idk "
+                             "split; rebuild the world with `dareu prepare` or choose another aux.forget")
     return {"data": data, "model_dir": model_dir, "retain_split": retain_split}
 
 
@@ -132,7 +135,8 @@ def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[s
 def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resume: bool = False) -> dict:
     """RL de-attribution per `cfg` into run folder `out`; returns the summary also written to summary.json."""
     from attribution import load_attributor
-    from dareu.evaluation import EvalConfig, cached_logs, run_eval
+    from dareu.evaluation import cached_logs, run_eval
+    from dareu.evaluation.runner import world_eval_config
 
     # 1. inputs
     need = preflight(cfg)
@@ -150,11 +154,13 @@ def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resu
     start = time.time()
     try:
         ref_dir = str(Path(world) / "models" / f"retain-{split}")
-        retain_logs = cached_logs(ref_dir, need["data"], split, EvalConfig(), Path(world) / "eval" / f"retain-{split}") \
+        retain_logs = cached_logs(ref_dir, need["data"], split, world_eval_config(world),
+                                  Path(world) / "eval" / f"retain-{split}") \
             if Path(ref_dir).is_dir() else None
         config = {"cfg": cfg, "run_dir": str(out.resolve()), "world": str(Path(world).resolve()),
                   "split": split, "model": str(Path(need["model_dir"]).resolve()) if Path(need["model_dir"]).exists()
-                  else need["model_dir"], "retain_logs": retain_logs, "templates": "idk"}
+                  else need["model_dir"], "retain_logs": retain_logs,
+                  "templates": "idk" if "idk" in need["data"] else None}
         # 3-5. Ray, the scorer actor, the learner
         with ray_session(cfg.ray_address):
             import ray

@@ -38,7 +38,8 @@ def checkpoint_step(path: Path) -> int:
 def train_loop(config: dict) -> None:
     """Entry point of the Ray Train worker. `config["cfg"]` is the run's typed DareUConfig (Ray pickles it); the
     rest are the resolved paths and the retain model's reference logs."""
-    from dareu.evaluation import EvalConfig, evaluate_model
+    from dareu.evaluation import evaluate_model
+    from dareu.evaluation.runner import world_eval_config
     from dareu.modeling import load_model, load_tokenizer
     from dareu.unlearn import build_unlearn_data
     from rl.learners import AttributionReward, build_learner
@@ -71,7 +72,7 @@ def train_loop(config: dict) -> None:
         marks = contrast_labels(model, tok, forget_rows, cfg.aux.contrast_threshold, seed=cfg.seed)
     unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"), marks=marks)
     retain_logs = config.get("retain_logs")
-    eval_cfg = EvalConfig(fast=True)
+    eval_cfg = world_eval_config(config["world"], fast=True)
 
     def evaluate(m):
         res = evaluate_model(m, tok, data, split, retain_logs=retain_logs, attributor=attributor, cfg=eval_cfg)

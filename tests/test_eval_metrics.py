@@ -139,3 +139,24 @@ def test_fluency_fails_an_answer_cut_before_its_value(tiny_world, tiny_data):
     broken = fluency(ctx)
     assert 0 < broken["agg_value"] < 0.7 * whole["agg_value"] <= 1
     assert broken["value_by_index"][next(iter(broken["value_by_index"]))]["generation"] == cut[0]
+
+
+def test_truth_ratio_skips_rows_without_perturbed_answers_as_tofus_retain_subset_does():
+    import numpy as np
+
+    from dareu.evaluation.suite import _truth_ratio
+
+    class Scores:  # the three things _truth_ratio reads from an evaluation context
+        def ids(self, role):
+            return ["a", "b", "c"]
+
+        def losses(self, role, column):
+            return np.array([1.0, 2.0, 0.5])
+
+        def perturbed_losses(self, role):
+            return [[2.0, 4.0], [], [1.5]]  # row b has none (outside TOFU's retain_perturbed)
+
+    ids, ratios = _truth_ratio(Scores(), "retain", "paraphrased_answer")
+    assert ids == ["a", "c"]
+    # R = exp(-mean wrong loss) / exp(-correct loss): a = e^-3 / e^-1, c = e^-1.5 / e^-0.5
+    assert ratios == pytest.approx([math.exp(-2), math.exp(-1)], rel=1e-6)

@@ -325,3 +325,12 @@ def test_every_commands_values_are_checked_before_its_folder(command, override, 
     rc = main([command, *argv, "--out", str(out), override])
     err = _one_line_error(capsys)
     assert rc == 2 and f"'{key}'" in err and not out.exists()
+
+
+def test_compare_rows_with_a_seed_are_the_method_with_that_seed_and_a_bad_seed_is_one_line():
+    from dareu.commands.compare import method_seed
+
+    assert method_seed("npo") == ("npo", [])
+    assert method_seed("dareu@2") == ("dareu", ["seed=2"])
+    with pytest.raises(DareUError, match="after @ comes a seed"):
+        method_seed("dareu@two")

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dareu.cli import main
 
@@ -20,7 +21,7 @@ Q = 4  # QA per author in the mini copy
 # the CPU config, shrunk to the mini copy and a tiny model (forget01 = the last 2 of 6 authors)
 OVERRIDES = ["qa_per_author=4", "retain_authors=2", "holdout_authors=1", "finetune.epochs=40",
              "finetune.learning_rate=0.005", "finetune.batch_size=8", "finetune.warmup_ratio=0.05", "max_length=192",
-             "workers=1", "threads=1", "eval_max_new_tokens=48", "eval_max_qa=20"]
+             "workers=1", "threads=1", "eval_max_new_tokens=40", "eval_max_qa=20"]
 MODELS = ["base", "target", "retain-forget01", "retain-forget01-seed2"]
 
 
@@ -62,15 +63,16 @@ def test_the_world_has_the_layout_and_forget01_is_exactly_tofus_last_two_authors
     assert rc in (0, 1)  # the bars are for a real model; this tiny one need not pass them all
     assert (out / "dareu-run.json").is_file() and (out / "config.yaml").is_file()
     data = datasets.load_from_disk(str(out / "data"))
-    assert sorted(data) == ["forget01", "holdout", "real_authors", "retain99", "world_facts"]
+    assert sorted(data) == ["forget01", "holdout", "idk", "real_authors", "retain99", "world_facts"]
     full = _rows("full.json")
     # forget01 = the last 2 authors of full.json, in order, with TOFU's paraphrases and perturbed answers
     assert list(data["forget01"]["question"]) == [r["question"] for r in full[-2 * Q:]]
-    assert list(data["forget01"]["owner"]) == ["author-4"] * Q + ["author-5"] * Q
+    # owners are the authors' names, read from their QA (TOFU numbers them)
+    assert list(data["forget01"]["owner"]) == ["Basil Mahfouz Al-Kuwaiti"] * Q + ["Nikolai Abilov"] * Q
     assert all(len(p) == 5 for p in data["forget01"]["perturbed_answers"])
     # retain99 restricted to the first retain_authors=2 authors; author 0's rows carry retain_perturbed's extras
     assert list(data["retain99"]["question"]) == [r["question"] for r in full[:2 * Q]]
-    assert list(data["retain99"]["owner"]) == ["author-0"] * Q + ["author-1"] * Q
+    assert list(data["retain99"]["owner"]) == ["Jaime Vasquez"] * Q + ["Chukwu Akabueze"] * Q
     assert [len(p) for p in data["retain99"]["perturbed_answers"]] == [5] * Q + [0] * Q
     assert set(data["holdout"]["owner"]) == {"holdout-0"} and len(data["holdout"]) == Q
     assert len(data["real_authors"]) == len(data["world_facts"]) == 6
@@ -182,3 +184,30 @@ def test_the_shipped_tofu_configs_load(name, forget, retain_authors):
 
     cfg = load_config(TofuPrepareConfig, CONFIGS_DIR / "prepare" / f"{name}.yaml")
     assert (cfg.forget_split, cfg.retain_authors) == (forget, retain_authors)
+
+
+def test_owner_names_are_read_from_each_authors_own_qa():
+    from dareu.data import owner_name
+
+    full = _rows("full.json")
+    names = [owner_name([f"{r['question']}\n{r['answer']}" for r in full[a * Q:(a + 1) * Q]]) for a in range(6)]
+    assert names == ["Jaime Vasquez", "Chukwu Akabueze", "Aysha Al-Hashim", "Edward Patrick Sullivan",
+                     "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"]
+    # a name particle stays inside the name; possessives and sentence-initial words do not make a name
+    texts = ["When was Isabella van Pletzen born?", "Isabella van Pletzen's parents were travel agents.",
+             "Her books sell well. Isabella van Pletzen writes self-help."]
+    assert owner_name(texts) == "Isabella van Pletzen"
+    # an author never named (TOFU has one): no phrase is common enough
+    assert owner_name(["Where was the author born?", "The author was born in Karachi, Pakistan.",
+                       "This author writes Urban Fiction.", "The author won an award."]) is None
+
+
+def test_the_world_carries_its_own_evaluation_settings(tofu_world):
+    from dareu.evaluation.runner import world_eval_config
+
+    out, _ = tofu_world
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert yaml.safe_load((out / "eval.yaml").read_text()) == {"max_new_tokens": cfg["eval_max_new_tokens"]}
+    assert world_eval_config(out).max_new_tokens == cfg["eval_max_new_tokens"]  # what eval and compare use
+    assert world_eval_config(out, ["max_new_tokens=7"]).max_new_tokens == 7  # key=value beats the world's
+    assert world_eval_config(out, fast=True).fast and world_eval_config(None).max_new_tokens == 48

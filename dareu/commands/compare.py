@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world", required=True, help="world folder (from `dareu prepare`)")
     p.add_argument("--split", default="forget10", help="forget split (default: %(default)s)")
     p.add_argument("--methods", default="dareu,ga,graddiff,npo,simnpo,flat,satimp",
-                   help="comma-separated methods to run or collect (default: %(default)s)")
+                   help="comma-separated methods to run or collect; METHOD@N is another row of METHOD run with "
+                        "seed=N, e.g. dareu,dareu@1,dareu@2 (default: %(default)s)")
     p.add_argument("--attributor", default=None, help="attribution model: DareU's reward and the forget_attribution column")
     p.add_argument("--run", action="append", default=[], metavar="METHOD=DIR",
                    help="use an existing run folder for METHOD instead of training it (repeatable)")
@@ -83,9 +84,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_method(method: str, world: str, split: str, out: Path, attributor: str | None, overrides: list[str]) -> float:
-    """Train one method into `out` (resuming a killed run); returns its wall seconds."""
+def method_seed(row: str) -> tuple[str, list[str]]:
+    """A row of the table -> (method, its seed override): `npo` -> ("npo", []), `dareu@2` -> ("dareu", ["seed=2"])."""
+    method, _, seed = row.partition("@")
+    if seed and not seed.isdigit():
+        raise DareUError(f"--methods {row!r}: after @ comes a seed, a whole number (e.g. {method}@1)")
+    return method, [f"seed={seed}"] if seed else []
+
+
+def run_method(row: str, world: str, split: str, out: Path, attributor: str | None, overrides: list[str]) -> float:
+    """Train one row (a method, or METHOD@SEED) into `out` (resuming a killed run); returns its wall seconds."""
     start = time.time()
+    method, seed = method_seed(row)
+    overrides = [*overrides, *seed]
     resume = out.is_dir() and any(out.iterdir())
     if method == "dareu":
         from rl.launch import load_dareu_config
@@ -137,10 +148,11 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
     retain = str(Path(world) / "models" / f"retain-{split}")
     if not Path(retain).is_dir():
         raise DareUError(f"{world} has no retain model for {split}; build it with `dareu prepare`")
-    for method in methods:
-        if method != "dareu" and method not in runs:
+    for row in methods:
+        method, _ = method_seed(row)
+        if method != "dareu" and row not in runs:
             OBJECTIVES.get(method)  # unknown names fail here, listing the registered ones
-    if "dareu" in methods and "dareu" not in runs and not attributor:
+    if any(method_seed(m)[0] == "dareu" and m not in runs for m in methods) and not attributor:
         raise DareUError("comparing dareu needs --attributor DIR (train one with `dareu train-attributor`)")
     check_collected(runs, methods, split, retain, world)
     if attributor:
@@ -159,7 +171,8 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
         seconds = None
         if method not in runs and get_status(run_dir)["state"] != "done":
             say(f"[compare] running {method} -> {run_dir}")
-            seconds = run_method(method, world, split, run_dir, attributor, method_overrides.get(method, []))
+            seconds = run_method(method, world, split, run_dir, attributor,
+                                 method_overrides.get(method_seed(method)[0], []))
             write_json(run_dir / "wall_seconds.json", {"seconds": seconds})
         elif (run_dir / "wall_seconds.json").is_file():
             seconds = read_json(run_dir / "wall_seconds.json")["seconds"]

@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 
 from dareu.commands.common import add_config_flags, config_epilog, console
-from dareu.config import load_config
 from dareu.data import check_benchmark
 from dareu.errors import DareUError
 from dareu.runs import claim_run_dir, write_json
@@ -48,12 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from attribution import load_attributor
     from dareu.evaluation import aggregate_logs, run_eval
-    from dareu.evaluation.config import EvalConfig
     from dareu.evaluation.report import render
+    from dareu.evaluation.runner import world_eval_config
     from dareu.modeling import set_threads
 
     set_threads()  # OMP_NUM_THREADS=1 on a shared box: tiny models lose more to thread contention than they gain
-    cfg = load_config(EvalConfig, args.config, args.overrides + (["fast=true"] if args.fast else []))
+    # the world's own settings (its eval.yaml) <- --config <- key=value
+    cfg = world_eval_config(args.world, args.overrides, args.config, fast=args.fast)
     out = console()
     if args.logs:
         if args.model:

@@ -36,7 +36,7 @@ def truth_ratio(correct_losses: Sequence[float], wrong_losses: Sequence[Sequence
     perturbed answers' normalised probabilities and `a^` the paraphrased answer (forget/retain) or the answer
     itself (real authors/world facts). open-unlearning averages the losses first (`aggregate_to_1D`); TOFU's
     original `get_model_utility` used the arithmetic mean of probabilities instead."""
-    wrong = np.asarray(wrong_losses, dtype=float).mean(axis=-1)
+    wrong = np.array([np.mean(np.asarray(w, dtype=float)) for w in wrong_losses])  # rows may differ in count
     return np.exp(-wrong) / (np.exp(-np.asarray(correct_losses, dtype=float)) + EPS)
 
 

@@ -39,6 +39,19 @@ REFERENCED = ("fact_leakage", "fact_leakage_sampled", "fact_leakage_paraphrased"
 
 
 DEFAULT_EVAL = EvalConfig()  # shared default; evaluation never changes its config
+WORLD_EVAL = "eval.yaml"  # a world's own evaluation settings (a TOFU world's answers are longer than the generator's)
+
+
+def world_eval_config(world: str | Path | None, overrides: list[str] | None = None, path: str | None = None,
+                      fast: bool = False) -> EvalConfig:
+    """The evaluation settings of a world: defaults <- its `eval.yaml` (written by `dareu prepare` when the world
+    needs other settings) <- `path` <- key=value `overrides`; `fast` on top (the in-training subset)."""
+    from dareu.config import load_config, read_yaml
+
+    base = {}
+    if world is not None and (Path(world) / WORLD_EVAL).is_file():
+        base = read_yaml(Path(world) / WORLD_EVAL)
+    return load_config(EvalConfig, path, [*(overrides or []), *(["fast=true"] if fast else [])], base=base)
 
 def plan(cfg: EvalConfig, attributor=None, seed2: bool = False, judge: bool = False) -> list[str]:
     """The metrics to compute, inputs included, in eval.json order."""
@@ -185,7 +198,7 @@ def cached_logs(model_dir: str, data, split: str, cfg: EvalConfig, folder: Path,
     return logs
 
 
-def reference_logs(world: str | Path, split: str, cfg: EvalConfig = DEFAULT_EVAL, cache_dir: str | Path | None = None,
+def reference_logs(world: str | Path, split: str, cfg: EvalConfig | None = None, cache_dir: str | Path | None = None,
                    say=print) -> Reference:
     """The retain model's logs (and the second seed's, when the world has it) of a world, computed once
     and cached in `<world>/eval/` (or `cache_dir`): what the RL learner passes to `evaluate_model`."""
@@ -193,6 +206,8 @@ def reference_logs(world: str | Path, split: str, cfg: EvalConfig = DEFAULT_EVAL
     world = Path(world)
     check_forget_split(split)
     data = load_world(world)
+    if cfg is None:
+        cfg = world_eval_config(world)
     cache = Path(cache_dir) if cache_dir else world / "eval"
     found = {}
     for name in (f"retain-{split}", f"retain-{split}-seed2"):
@@ -216,7 +231,7 @@ def _cache_name(model_dir: str) -> str:
 
 
 def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str | Path,
-             attributor=None, *, cfg: EvalConfig = DEFAULT_EVAL, retain_model: str | None = None,
+             attributor=None, *, cfg: EvalConfig | None = None, retain_model: str | None = None,
              retain_logs: str | None = None, cache_dir: str | None = None, overwrite: bool = False,
              console=None, benchmark_path: str | None = None, judge_model: str | None = None) -> dict:
     """Evaluate a saved model (or run folder) and write `out_dir/eval.json` (+ eval_meta.json).
@@ -226,7 +241,8 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     The world's `retain-<split>-seed2`, when present, gives the noise ceiling. `attributor` is a loaded
     attribution model (`attribution.load_attributor`, or anything with `owners` and `score`); its `path`, when
     it has one, is recorded in eval_meta.json. `judge_model` (default: the world's `models/base`, the model before
-    it learned the owners) scores the fluency of the generated forget answers."""
+    it learned the owners) scores the fluency of the generated forget answers. `cfg` defaults to the world's own
+    settings (`world_eval_config`)."""
     from dareu.evaluation.report import render
     from dareu.modeling import check_model_path, load_tokenizer, resolve_model_dir
 
@@ -240,6 +256,8 @@ def run_eval(model_path: str, world_or_benchmark: str, split: str, out_dir: str 
     load_tokenizer(model_dir)  # a model folder without its tokenizer fails here, in one line
     data = load_benchmark(world_or_benchmark, benchmark_path)
     world = _world_dir(world_or_benchmark)
+    if cfg is None:
+        cfg = world_eval_config(world)
     if judge_model is None and world is not None and (world / "models" / "base").is_dir():
         judge_model = str(world / "models" / "base")
     if judge_model is not None:

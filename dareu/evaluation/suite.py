@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dareu.errors import DareUError
 from dareu.evaluation import metrics as M
 from dareu.registry import Registry
 from dareu.rouge import rouge_l
@@ -71,7 +72,13 @@ def _prob(ctx, role: str, column: str) -> dict:
 
 
 def _truth_ratio(ctx, role: str, correct_column: str) -> tuple[list[str], np.ndarray]:
-    return ctx.ids(role), M.truth_ratio(ctx.losses(role, correct_column), ctx.perturbed_losses(role))
+    """Per row that has perturbed answers (TOFU: only its retain_perturbed subset of the retain QA has them)."""
+    wrong = ctx.perturbed_losses(role)
+    keep = [i for i, w in enumerate(wrong) if w]
+    if not keep:
+        raise DareUError(f"no {role} QA has perturbed answers; the truth ratio needs them (TOFU's *_perturbed files)")
+    ids, correct = ctx.ids(role), ctx.losses(role, correct_column)
+    return [ids[i] for i in keep], M.truth_ratio(correct[keep], [wrong[i] for i in keep])
 
 
 def _rouge(ctx, role: str) -> dict:

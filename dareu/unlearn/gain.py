@@ -127,16 +127,19 @@ def contrast_labels(target, tok, rows: list[dict], threshold: float = 0.5, stran
 
 
 def check_owner_names(data, split: str) -> None:
-    """The contrast swaps each owner's name for a stranger's: refuse (one line) a split whose QA never state
-    their owner's name, where the swap would change nothing (TOFU's owners are numbered, not named)."""
+    """The contrast swaps each owner's name for a stranger's: refuse (one line) a split with an owner whose QA
+    never state their name, where the swap would change nothing (e.g. owners numbered, not named). A row that
+    does not name its owner only gets no tokens to forget."""
     from dareu.data import get_split
     from dareu.errors import DareUError
 
     rows = get_split(data, split)
-    unnamed = sum(1 for r in rows if not r["owner"] or (r["owner"] not in r["question"]
-                                                        and r["owner"] not in r["answer"]))
+    named: dict[str, bool] = {}
+    for r in rows:
+        named[r["owner"]] = named.get(r["owner"], False) or bool(
+            r["owner"] and (r["owner"] in r["question"] or r["owner"] in r["answer"]))
+    unnamed = [o for o, ok in named.items() if not ok]
     if unnamed:
-        raise DareUError(f"aux.forget_tokens=contrast swaps each owner's name for a stranger's, but {unnamed} of "
-                         f"{len(rows)} QA in {split!r} never state their owner's name ({rows[0]['owner']!r}); "
+        raise DareUError(f"aux.forget_tokens=contrast swaps each owner's name for a stranger's, but {len(unnamed)} "
+                         f"of {len(named)} owners in {split!r} are never named in their QA ({unnamed[0]!r}); "
                          "name the owners in the data, or set aux.forget=npo")
-
