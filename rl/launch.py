@@ -86,6 +86,10 @@ def preflight(cfg: DareUConfig) -> dict:
                         fix="set aux.forget_tokens=contrast (it needs no fact column)")
         if forget.needs_facts and cfg.aux.forget_tokens == "contrast":
             check_owner_names(data, split)
+        if forget.anchor == "base":
+            from dareu.unlearn.reference import base_path
+
+            base_path(world)
         if forget.needs_templates and "idk" not in data:
             raise DareUError(f"aux.forget={cfg.aux.forget} trains towards template answers, but {world} has no idk "
                              "split; rebuild the world with `dareu prepare` or choose another aux.forget")

@@ -72,6 +72,13 @@ class AuxTerms:
         self.objective = None if cfg.aux.forget == "none" else from_dict(OBJECTIVES.get(cfg.aux.forget),
                                                                          cfg.aux.forget_params)
         self.ref = ref
+        # the forget objective's own reference: `ref` (the starting model), or the world's base for an objective
+        # anchored there (fact_base); the retain KL always reads `ref`
+        self.forget_ref = ref
+        if self.objective is not None and self.objective.anchor == "base":
+            from dareu.unlearn.reference import reference_for
+
+            self.forget_ref = reference_for(self.objective, ref.module, cfg.world)
         self.batches = unlearn_data.batches(cfg.aux.batch_size, seed=cfg.seed)
 
     def skip(self, n: int) -> None:
@@ -87,7 +94,7 @@ class AuxTerms:
         total = torch.zeros((), device=dev)
         metrics: dict[str, float] = {}
         if self.objective is not None and self.cfg.forget_coef:
-            loss, m = self.objective.forget_loss(model, batch["forget"], ref=self.ref)
+            loss, m = self.objective.forget_loss(model, batch["forget"], ref=self.forget_ref)
             total = total + self.cfg.forget_coef * loss
             metrics["aux/forget_loss"] = loss.item()
             metrics.update({f"aux/{k}": v for k, v in m.items()})

@@ -493,3 +493,65 @@ def test_rmu_hidden_retain_term_compares_block_outputs_of_model_and_reference(th
 def test_rmu_refuses_a_block_the_model_does_not_have(three_block_lm):
     with pytest.raises(DareUError, match="layer 3 does not exist; the model has 3 blocks"):
         OBJECTIVES.get("rmu")(layer=3).forget_loss(three_block_lm, qa_batch(1))
+
+
+def test_anchor_kl_by_hand():
+    from dareu.objectives.distill import anchor_kl
+
+    # one row, two positions; only the label at position 2 counts (position 1 predicts it)
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    anchor = torch.tensor([[[5.0, 1.0, 0.0], [0.0, 1.0, 0.0], [9.0, 9.0, 9.0]]])
+    labels = torch.tensor([[-100, -100, 1]])
+    p = torch.tensor([0.0, 1.0, 0.0]).softmax(-1)  # the anchor at position 1
+    logq = torch.tensor([2.0, 0.0, 0.0]).log_softmax(-1)  # the model at position 1
+    expected = float((p * (p.log() - logq)).sum())
+    assert anchor_kl(logits, anchor, labels).item() == pytest.approx(expected, rel=1e-6)
+    assert anchor_kl(anchor, anchor, labels).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_fact_base_pulls_the_fact_tokens_to_the_base_from_below_too(tiny_lm):
+    """Two-sided: a model that already gives the fact tokens less probability than the base is pushed back up
+    (NPO would push them further down), and only the fact positions carry the loss."""
+    import copy
+
+    from dareu.objectives.tokens import sequence_sum
+    from dareu.unlearn import RefModel
+
+    base = copy.deepcopy(tiny_lm).eval()
+    batch = paired_batch()["forget"]
+    obj = OBJECTIVES.get("fact_base")()
+    assert obj.anchor == "base" and obj.needs_facts
+    zero, _ = obj.forget_loss(tiny_lm, batch, ref=RefModel(base))
+    assert zero.item() == pytest.approx(0.0, abs=1e-6)  # the model is the base: nothing to forget
+
+    model = copy.deepcopy(tiny_lm).train()
+    facts = batch[FACT_KEY]
+
+    def fact_logp(m):
+        with torch.no_grad():
+            return sequence_sum(*token_logprobs(m(input_ids=batch["input_ids"]).logits, facts)).sum().item()
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(3):  # gradient ascent on the fact tokens' NLL: now below the base
+        nll = -sequence_sum(*token_logprobs(model(input_ids=batch["input_ids"]).logits, facts)).sum()
+        opt.zero_grad()
+        (-nll).backward()
+        opt.step()
+    below = fact_logp(model)
+    assert below < fact_logp(base) - 0.5
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(5):
+        loss, _ = obj.forget_loss(model, batch, ref=RefModel(base))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert fact_logp(model) > below + 0.2  # pulled back up towards the base
+
+
+def test_fact_base_refuses_a_kl_retain_term_and_a_world_without_a_base(tmp_path):
+    from dareu.unlearn.reference import base_path
+
+    with pytest.raises(DareUError, match="retain_kind=nll"):
+        OBJECTIVES.get("fact_base")(alpha=1.0, retain_kind="kl")
+    with pytest.raises(DareUError, match="has no models/base"):
+        base_path(tmp_path)

@@ -158,8 +158,12 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
         run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_npo", "aux.forget_tokens=fact"],
                                 str(tiny_world / "models" / "target")),
                     tmp_path / "d")
+    # a forget term anchored at the base, on a world without one
+    with pytest.raises(DareUError, match="has no models/base"):
+        run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_base"], str(tiny_world / "models" / "target")),
+                    tmp_path / "e")
     assert not ray.is_initialized()
-    assert not any((tmp_path / x).exists() for x in "abd")
+    assert not any((tmp_path / x).exists() for x in "abde")
 
 
 def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, tiny_attributor, tmp_path):

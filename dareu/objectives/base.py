@@ -91,6 +91,9 @@ class Objective:
     uses_reference: ClassVar[bool] = False  # the forget term itself needs reference outputs
     needs_templates: ClassVar[bool] = False  # the forget batch must carry a TEMPLATE_KEY sub-batch
     needs_facts: ClassVar[bool] = False  # the forget batch must carry FACT_KEY labels
+    # which model `ref` is: "start" = the model before unlearning (the target); "base" = the world's model from
+    # before it was fine-tuned on the owners, i.e. one that never saw them
+    anchor: ClassVar[str] = "start"
 
     def __post_init__(self) -> None:
         self.check()

@@ -1,4 +1,5 @@
-"""UNDIAL (self-distillation with the true token's logit lowered) and RMU (representation misdirection)."""
+"""UNDIAL (self-distillation with the true token's logit lowered), RMU (representation misdirection) and
+fact_base (the marked tokens distilled back to the model that never saw the owners)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from dareu.config import field
 from dareu.errors import DareUError
-from dareu.objectives.base import Objective, forward, need_reference, nll_metric, register
+from dareu.objectives.base import Objective, forward, need_facts, need_reference, nll_metric, register
 from dareu.objectives.tokens import shift, token_logprobs, token_mean
 
 # ---- pure functions ---------------------------------------------------------------------------
@@ -30,6 +31,16 @@ def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Te
     target = (ref_logits[:, :-1].float() - beta * onehot).softmax(-1)
     ce = -(target * logits.float().log_softmax(-1)).sum(-1)
     return token_mean(ce, mask)
+
+
+def anchor_kl(logits: torch.Tensor, anchor_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(p_anchor || p_model) of the next-token distributions at each labelled position, averaged over them:
+    zero exactly where the model predicts what the anchor does, whether it was above or below it."""
+    logits, labels = shift(logits, labels)
+    mask = labels != -100
+    logp = logits.float().log_softmax(-1)
+    anchor = anchor_logits[:, :-1].float().log_softmax(-1)
+    return token_mean((anchor.exp() * (anchor - logp)).sum(-1), mask)
 
 
 def hidden_mse(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -157,3 +168,36 @@ class RMU(Objective):
         logp, lmask = token_logprobs(outputs.logits.detach(), batch["labels"])
         loss = hidden_mse(hidden, captured["hidden"], batch["labels"] != -100)
         return loss, {"retain_nll": nll_metric(logp, lmask)}
+
+
+@register("fact_base")
+@dataclass
+class FactBase(Objective):
+    """The marked tokens (the owner's data: `fact_labels`, from the fact column or the owner-vs-stranger
+    contrast) distilled back to the base model, the one from before the fine-tune on the owners:
+    KL(p_base || p_model) at each marked position.
+
+    Two-sided where NPO is one-sided: NPO pushes the owner's tokens down until its weight fades, past a model
+    that never saw the owner if β is off for the build; this term is zero exactly at the never-trained
+    model's prediction, so the run lands there on any build. What the model then says at a marked position
+    is what the base would say there: a plausible value, not the owner's, inside the target's own sentence.
+    Needs the world's `models/base`."""
+
+    gamma: float = field(1.0, help="γ: coefficient of the forget term.")
+    anchor = "base"
+    uses_reference = True
+    needs_facts = True
+
+    def check(self):
+        super().check()
+        if self.retain_kind == "kl":
+            raise DareUError(f"{self.name}: its reference is the base model, so a KL retain term would pull the "
+                             "retain answers to the base too; use retain_kind=nll")
+
+    def forget_loss(self, model, batch, ref=None):
+        base = need_reference(ref, self.name)
+        marks = need_facts(batch, self.name)
+        logits = forward(model, batch).logits
+        loss = anchor_kl(logits, base(batch).logits, marks)
+        logp, mask = token_logprobs(logits, marks)
+        return loss, {"forget_nll": nll_metric(logp, mask)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from pathlib import Path
 
 import torch
 
@@ -50,3 +51,27 @@ def make_reference(model) -> RefModel:
     frozen = copy.deepcopy(model).eval()
     frozen.requires_grad_(False)
     return RefModel(frozen)
+
+
+def base_path(world) -> Path:
+    """The world's model from before the fine-tune on the owners (what an `anchor = "base"` objective needs)."""
+    from dareu.errors import DareUError
+
+    path = Path(world) / "models" / "base"
+    if not (path / "config.json").is_file():
+        raise DareUError(f"world {world} has no models/base (the model before the fine-tune on the owners), which "
+                         "this forget objective distills back to; rebuild the world with `dareu prepare`")
+    return path
+
+
+def reference_for(objective, model, world) -> RefModel | None:
+    """The reference `objective` reads: none, the model as it is now, or the world's base (frozen)."""
+    if not objective.needs_reference:
+        return None
+    if objective.anchor != "base":
+        return make_reference(model)
+    from dareu.modeling import load_model
+
+    base = load_model(str(base_path(world)), dtype=next(model.parameters()).dtype)
+    base.to(next(model.parameters()).device).eval().requires_grad_(False)
+    return RefModel(base)

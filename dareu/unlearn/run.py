@@ -50,6 +50,10 @@ def check_run(cfg) -> Plan:
         load_templates(data, cfg.data.templates)
     if obj.needs_facts:
         check_facts(data, cfg.split, cfg.method)
+    if obj.anchor == "base":
+        from dareu.unlearn.reference import base_path
+
+        base_path(cfg.world)
     model_path = resolve_model_dir(cfg.model or str(Path(cfg.world) / "models" / "target"))
     check_model_path(model_path)
     tok = load_tokenizer(model_path)
@@ -89,7 +93,7 @@ def prepare_model(plan: Plan):
 
     from dareu.modeling import load_model
     from dareu.unlearn.lora import apply_lora, freeze_except
-    from dareu.unlearn.reference import make_reference
+    from dareu.unlearn.reference import reference_for
 
     cfg = plan.cfg
     tok = plan.tok
@@ -98,7 +102,7 @@ def prepare_model(plan: Plan):
         model = apply_lora(model, cfg.lora)
     elif cfg.train.trainable:
         freeze_except(model, cfg.train.trainable)
-    ref = make_reference(model) if cfg.params.needs_reference else None
+    ref = reference_for(cfg.params, model, cfg.world)
     return model, tok, ref
 
 
