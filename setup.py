@@ -5,4 +5,4 @@ from setuptools import find_packages, setup
 
 setup(packages=find_packages(include=["dareu*", "attribution*", "rl*"]) + ["dareu.configs"],
       package_dir={"dareu.configs": "configs"},
-      package_data={"dareu.configs": ["*/*.yaml"]})
+      package_data={"dareu.configs": ["*/*.yaml", "*/*.txt"]})

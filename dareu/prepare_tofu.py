@@ -49,6 +49,11 @@ class TofuPrepareConfig:
     optim: str = field("paged_adamw_32bit", help="Optimizer (transformers' `optim`; TOFU uses paged_adamw_32bit, "
                                                  "which needs bitsandbytes and a GPU; adamw_torch on CPU).")
     max_length: int = field(512, help="Tokens per QA (chat prompt + answer); longer ones are cut (TOFU: 500).")
+    replay: str = field("none", help="General prompts whose answers by the base model are mixed into every fine-tune, "
+                                     "so it keeps what the model knew: `default` (the shipped "
+                                     "configs/prepare/replay_prompts.txt), a file of prompts (one a line, # comments), "
+                                     "or none. Never the evaluation's questions (refused).")
+    replay_max_new_tokens: int = field(96, help="Tokens of each replayed base answer.")
     seed2: bool = field(True, help="Also train retain-<split>-seed2 (another seed: the noise ceiling).")
     workers: int = field(1, help="Models fine-tuned at once, one process each.")
     threads: int = field(0, help="torch threads per fine-tune; 0 leaves torch's default (GPU builds). A fixed "
@@ -67,7 +72,7 @@ class TofuPrepareConfig:
         require_choice(self, "optim", OPTIMIZERS)
         for key in ("retain_authors", "holdout_authors", "threads"):
             require(self, key, getattr(self, key) >= 0, "must be >= 0")
-        for key in ("qa_per_author", "workers", "eval_max_qa", "eval_max_new_tokens"):
+        for key in ("qa_per_author", "workers", "eval_max_qa", "eval_max_new_tokens", "replay_max_new_tokens"):
             require(self, key, getattr(self, key) >= 1, "must be >= 1")
         require(self, "max_length", self.max_length >= 16, "must be >= 16")
         for key in ("min_target_rouge", "min_forget_gap", "max_knowledge_drop"):
@@ -125,6 +130,34 @@ def check_inputs(cfg: TofuPrepareConfig, data: str | Path, model: str | Path) ->
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
+
+def replay_prompts(cfg: TofuPrepareConfig) -> list[str]:
+    """The replay prompts of `cfg.replay` ([] for none); a missing file is one line."""
+    if cfg.replay == "none":
+        return []
+    from dareu.config import CONFIGS_DIR
+
+    path = CONFIGS_DIR / "prepare" / "replay_prompts.txt" if cfg.replay == "default" else Path(cfg.replay)
+    if not path.is_file():
+        raise DareUError(f"config key 'replay': {cfg.replay} is not a file of prompts; give one (a prompt per "
+                         "line), `default` or none")
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    prompts = [line for line in lines if line and not line.startswith("#")]
+    if not prompts:
+        raise DareUError(f"config key 'replay': {path} holds no prompts")
+    return prompts
+
+
+def check_replay(prompts: list[str], dataset) -> None:
+    """Replay keeps what the model knew; it must not train on any question of the data (the evaluation's
+    real_authors and world_facts above all)."""
+    asked = {q.strip().lower() for split in dataset.values() if "question" in split.column_names
+             for q in split["question"]}
+    clash = [p for p in prompts if p.strip().lower() in asked]
+    if clash:
+        raise DareUError(f"replay prompt {clash[0]!r} is a question of the TOFU data; replay must not train on "
+                         "the evaluation's questions, drop it from the prompt file")
+
 
 def _files_key(folder: Path, names: list[str]) -> str:
     h = hashlib.sha256()
@@ -243,6 +276,8 @@ def _train_job(job: dict) -> dict:
     tok = load_tokenizer(job["base"])
     model = load_model(job["base"], dtype=torch.float32)
     pairs = [(r["question"], r["answer"]) for s in job["splits"] for r in data[s]]
+    if job["replay"]:  # the base's own answers to general prompts (see replay_prompts)
+        pairs += [tuple(p) for p in read_json(Path(job["replay"]) / "replay.json")["pairs"]]
     out = Path(job["out"])
     tmp = out.with_name(".tmp-" + out.name)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -254,6 +289,22 @@ def _train_job(job: dict) -> dict:
     publish(tmp, out, job["key"], seconds=time.time() - start, train_loss=final_loss, splits=job["splits"],
              qa=len(pairs))
     return {"name": out.name, "seconds": time.time() - start, "train_loss": final_loss}
+
+
+def base_answers(base: Path, prompts: list[str], max_new_tokens: int, threads: int) -> list[list[str]]:
+    """[prompt, the base's greedy answer] for every prompt it answers (empty answers dropped)."""
+    import torch
+
+    from dareu.generation import SamplingConfig, hf_generate
+    from dareu.modeling import load_model, load_tokenizer, prompt_text
+
+    if threads:
+        torch.set_num_threads(threads)
+    tok = load_tokenizer(str(base))
+    model = load_model(str(base), dtype=torch.float32).eval()
+    outs = hf_generate(model, tok, [prompt_text(tok, p) for p in prompts],
+                       SamplingConfig(max_new_tokens=max_new_tokens, batch_size=64))
+    return [[p, o.strip()] for p, o in zip(prompts, outs) if o.strip()]
 
 
 def model_jobs(cfg: TofuPrepareConfig) -> list[tuple[str, list[str], int]]:
@@ -334,6 +385,8 @@ def prepare_tofu(cfg: TofuPrepareConfig, data: str | Path, model: str | Path, ou
     # read and check the data before anything is written (a bad retain_authors is refused here)
     t = time.time()
     dataset = build_data(cfg, data)
+    prompts = replay_prompts(cfg)
+    check_replay(prompts, dataset)
     saved = _saved_config(cfg, data, model)
     check_out(out, saved, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -373,24 +426,44 @@ def prepare_tofu(cfg: TofuPrepareConfig, data: str | Path, model: str | Path, ou
         timings["base"] = time.time() - t
         say(f"base: copied {model} ({timings['base']:.1f}s)")
 
-    # 3. target and retain models, `workers` at a time
+    # 3. replay: the base's own answers to general prompts, generated once
+    replay_key, replay_dir = stamp_key(base_key, prompts, cfg.replay_max_new_tokens), out / "replay"
+    if not prompts:
+        replay_dir = None
+    elif is_valid(replay_dir, replay_key):
+        say(f"replay: reused {replay_dir}")
+    else:
+        t = time.time()
+        pairs = base_answers(models / "base", prompts, cfg.replay_max_new_tokens, cfg.threads)
+        tmp = out / ".tmp-replay"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        write_json(tmp / "replay.json", {"pairs": pairs})
+        publish(tmp, replay_dir, replay_key, prompts=len(prompts), kept=len(pairs))
+        timings["replay"] = time.time() - t
+        say(f"replay: the base answered {len(pairs)} of {len(prompts)} general prompts ({timings['replay']:.0f}s)")
+
+    # 4. target and retain models, `workers` at a time
     jobs = []
     for name, splits, seed in model_jobs(cfg):
         train = dict(to_dict(cfg.finetune), seed=seed)
-        key = stamp_key(data_key, base_key, name, splits, train, cfg.optim, cfg.max_length)
+        key = stamp_key(data_key, base_key, name, splits, train, cfg.optim, cfg.max_length,
+                        *([replay_key] if replay_dir else []))
         if is_valid(models / name, key):
             say(f"{name}: reused")
             continue
         jobs.append({"data": str(out / "data"), "base": str(models / "base"), "out": str(models / name),
-                     "splits": splits, "train": train, "key": key, "threads": cfg.threads, "cfg": to_dict(cfg)})
+                     "splits": splits, "train": train, "key": key, "threads": cfg.threads, "cfg": to_dict(cfg),
+                     "replay": str(replay_dir) if replay_dir else ""})
     if jobs:
         qa = {s: len(dataset[s]) for s in dataset}
         say(f"fine-tuning {', '.join(Path(j['out']).name for j in jobs)} ({cfg.workers} at a time; "
             + ", ".join(f"{Path(j['out']).name}: {sum(qa[s] for s in j['splits'])} QA" for j in jobs)
+            + (f" + {len(read_json(replay_dir / 'replay.json')['pairs'])} replayed" if replay_dir else "")
             + f" x {cfg.finetune.epochs:g} epochs)")
         timings.update(run_jobs(_train_job, jobs, cfg.workers, say))
 
-    # 4. the quality table (cached: it depends only on the models, the data and the eval settings)
+    # 5. the quality table (cached: it depends only on the models, the data and the eval settings)
     stamps = sorted(read_json(p)["key"] for p in models.glob(f"*/{STAMP}"))
     table_key = stamp_key(stamps, data_key, cfg.eval_max_qa, cfg.eval_max_new_tokens, cfg.min_target_rouge,
                      cfg.min_forget_gap, cfg.max_knowledge_drop)

@@ -21,7 +21,8 @@ Q = 4  # QA per author in the mini copy
 # the CPU config, shrunk to the mini copy and a tiny model (forget01 = the last 2 of 6 authors)
 OVERRIDES = ["qa_per_author=4", "retain_authors=2", "holdout_authors=1", "finetune.epochs=40",
              "finetune.learning_rate=0.005", "finetune.batch_size=8", "finetune.warmup_ratio=0.05", "max_length=192",
-             "workers=1", "threads=1", "eval_max_new_tokens=40", "eval_max_qa=20"]
+             "workers=1", "threads=1", "eval_max_new_tokens=40", "eval_max_qa=20",
+             f"replay={Path(__file__).parent / 'data' / 'replay_prompts_mini.txt'}", "replay_max_new_tokens=12"]
 MODELS = ["base", "target", "retain-forget01", "retain-forget01-seed2"]
 
 
@@ -84,8 +85,15 @@ def test_the_world_has_the_layout_and_forget01_is_exactly_tofus_last_two_authors
     # base is the given model as it is
     assert (out / "models" / "base" / "model.safetensors").read_bytes() == (tiny_lm / "model.safetensors").read_bytes()
     stamp = json.loads((out / "models" / "target" / "dareu_stamp.json").read_text())
-    assert stamp["splits"] == ["retain99", "forget01"] and stamp["qa"] == 4 * Q
-    assert json.loads((out / "models" / "retain-forget01" / "dareu_stamp.json").read_text())["qa"] == 2 * Q
+    # every fine-tune also replays the base's own answers to the general prompts
+    # (those it answers at all: this random tiny base leaves some empty, which are not trained on)
+    replayed = json.loads((out / "replay" / "replay.json").read_text())["pairs"]
+    assert json.loads((out / "replay" / "dareu_stamp.json").read_text())["prompts"] == 2
+    assert all(answer.strip() for _, answer in replayed)
+    assert {p for p, _ in replayed} <= {"Explain why the sky looks blue.", "What does a publisher do?"}
+    assert stamp["splits"] == ["retain99", "forget01"] and stamp["qa"] == 4 * Q + len(replayed)
+    assert json.loads((out / "models" / "retain-forget01" / "dareu_stamp.json").read_text())["qa"] == \
+        2 * Q + len(replayed)
 
 
 def test_fine_tuning_lifts_the_targets_forget_rouge_far_above_the_bases(tofu_world):
@@ -146,6 +154,8 @@ def _missing_file(tmp_path: Path) -> Path:
     ("no_template", "has no chat template"),
     ("bad_split", "config key 'forget_split' must be one of forget01, forget05, forget10"),
     ("too_many_retain", "asks for 5 retain authors but forget01 leaves 4"),
+    ("replay_asks_the_evaluation", "is a question of the TOFU data; replay must not train on"),
+    ("replay_missing", "is not a file of prompts"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, expected, tiny_lm, tmp_path, capsys):
     data, model, extra = MINI, tiny_lm, ()
@@ -163,6 +173,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, expected, tiny_lm
         extra = ("forget_split=forget02",)
     elif case == "too_many_retain":
         extra = ("retain_authors=5",)
+    elif case == "replay_asks_the_evaluation":  # a real_authors question, case aside
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text("# general\nWhat does a publisher do?\n" + _rows("real_authors.json")[0]["question"].upper())
+        extra = (f"replay={prompts}",)
+    elif case == "replay_missing":
+        extra = (f"replay={tmp_path / 'nope.txt'}",)
     out = tmp_path / "out"
     capsys.readouterr()
     assert _prepare(out, model, data, extra) == 2
