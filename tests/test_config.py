@@ -43,3 +43,13 @@ def test_default_yaml_matches_the_dataclass_defaults():
     from dareu.config import to_dict
 
     assert to_dict(load_config(PrepareConfig, CONFIGS / "prepare" / "default.yaml")) == to_dict(PrepareConfig())
+
+
+def test_an_empty_mapping_clears_a_section_so_another_objective_takes_none_of_the_old_ones_parameters():
+    from dareu.config import merge
+    from rl.launch import load_dareu_config
+
+    assert merge({"p": {"beta": 0.2}, "q": 1}, {"p": {"gamma": 1}}) == {"p": {"beta": 0.2, "gamma": 1}, "q": 1}
+    assert merge({"p": {"beta": 0.2}, "q": 1}, {"p": {}}) == {"p": {}, "q": 1}
+    cfg = load_dareu_config(["aux.forget=fact_base", "aux.forget_params={}"])
+    assert cfg.aux.forget == "fact_base" and cfg.aux.forget_params == {}
