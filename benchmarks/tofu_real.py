@@ -29,6 +29,11 @@ BASELINES = ["ga", "graddiff", "npo", "simnpo", "idkpo", "rmu", "flat", "satimp"
 # forget split; the 135M model, fine-tuned at 2e-4, moves at 2e-5 in 5 epochs of TOFU forget01's 40 QA (25 steps
 # at batch 8). Same budget for every baseline, their own method parameters unchanged.
 PRETRAINED = ["train.learning_rate=2e-5", "train.epochs=5"]
+# DareU on the same model: its shipped learning rate (4e-4) is the world's too; 5e-5 for 50 RL steps of 2 prompts
+# x 8 answers of up to 48 tokens (about 20 s a step on one core), the base-anchored forget term (the pretrained
+# model before the fine-tune is what a user has), curves every 25 steps (a TOFU evaluation generates 128 tokens).
+DAREU_PRETRAINED = ["learning_rate=5e-5", "max_steps=50", "eval_every=25", "save_steps=25", "aux.forget=fact_base",
+                    "aux.forget_params={}", "max_completion_length=48", "aux.batch_size=4"]
 COLUMNS = ["forget_quality", "model_utility", "forget_attribution", "fluency", "forget_rouge", "tug_of_war",
            "privleak", "wall_seconds"]
 
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     all_rows = [*(["dareu"] + [f"dareu@{s}" for s in range(1, args.seeds)]), *BASELINES]
     wanted = {r for r in args.rows.split(",") if r}
     wanted |= {f"dareu@{s}" for s in range(1, args.seeds)} if "dareu" in wanted else set()
-    overrides = {m: list(PRETRAINED) for m in BASELINES}
+    overrides = {m: list(PRETRAINED) for m in BASELINES} | {"dareu": list(DAREU_PRETRAINED)}
     for item in args.overrides:
         method, kv = item.split(":", 1)
         overrides.setdefault(method, []).append(kv)
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"world": str(world), "split": split, "prepare": table.get("rouge_l_recall"),
               "prepare_checks_ok": table.get("all_ok"), "prepare_seconds": prepare_seconds,
               "rows": report["rows"], "dareu_median": median_row(report["rows"], "dareu"),
-              "baseline_overrides": PRETRAINED}
+              "baseline_overrides": PRETRAINED, "dareu_overrides": DAREU_PRETRAINED}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     print(markdown(report["rows"], result["dareu_median"]))
