@@ -40,8 +40,10 @@ class QACollator:
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        # extra label rows (e.g. the fact labels of dareu.unlearn.data) are padded like labels when every item has them
-        extra = [k for k in batch[0] if k.endswith("labels") and k != "labels" and all(k in b for b in batch)]
+        # extra label rows (the fact labels, stranger positions of dareu.unlearn.data) are padded like labels when
+        # every item has them
+        extra = [k for k in batch[0] if k.endswith(("labels", "_positions")) and k != "labels"
+                 and all(k in b for b in batch)]
         more = {k: torch.full((len(batch), width), -100, dtype=torch.long) for k in extra}
         for i, b in enumerate(batch):
             n = len(b["input_ids"])

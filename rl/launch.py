@@ -84,7 +84,7 @@ def preflight(cfg: DareUConfig) -> dict:
         if forget.needs_facts and cfg.aux.forget_tokens == "fact":
             check_facts(data, split, f"aux.forget={cfg.aux.forget}",
                         fix="set aux.forget_tokens=contrast (it needs no fact column)")
-        if forget.needs_facts and cfg.aux.forget_tokens == "contrast":
+        if (forget.needs_facts and cfg.aux.forget_tokens == "contrast") or forget.needs_strangers:
             check_owner_names(data, split)
         if forget.anchor == "base":
             from dareu.unlearn.reference import base_path

@@ -41,7 +41,9 @@ def train_loop(config: dict) -> None:
     from dareu.evaluation import evaluate_model
     from dareu.evaluation.runner import world_eval_config
     from dareu.modeling import load_model, load_tokenizer
+    from dareu.objectives import OBJECTIVES
     from dareu.unlearn import build_unlearn_data
+    from dareu.world_vocab import stranger_names
     from rl.learners import AttributionReward, build_learner
 
     cfg: DareUConfig = config["cfg"]
@@ -70,7 +72,11 @@ def train_loop(config: dict) -> None:
         from dareu.unlearn.gain import contrast_labels
 
         marks = contrast_labels(model, tok, forget_rows, cfg.aux.contrast_threshold, seed=cfg.seed)
-    unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"), marks=marks)
+    strangers = None
+    if cfg.aux.forget != "none" and OBJECTIVES.get(cfg.aux.forget).needs_strangers:  # stranger_kl: its anchors
+        strangers = stranger_names(4, {r["owner"] for r in forget_rows}, cfg.seed)
+    unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"), marks=marks,
+                                      strangers=strangers)
     retain_logs = config.get("retain_logs")
     eval_cfg = world_eval_config(config["world"], fast=True)
 

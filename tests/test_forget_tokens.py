@@ -83,3 +83,44 @@ def test_contrast_refuses_owners_whose_names_the_qa_never_state(tiny_data):
         lambda r, i: {"question": "And then?", "answer": "Nothing."} if i == 0 else {}, with_indices=True)
     assert first["owner"] not in unnamed_row[0]["question"] + unnamed_row[0]["answer"]
     check_owner_names({"forget10": unnamed_row}, "forget10")
+
+
+def test_each_owner_token_points_at_the_same_token_of_the_qa_told_of_a_stranger(tiny_world, tiny_data):
+    from dareu.modeling import load_tokenizer
+    from dareu.objectives import STRANGER_KEY, STRANGER_POS_KEY
+    from dareu.unlearn.data import encode_rows
+
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    rows = list(tiny_data["forget10"])[:12]
+    items = encode_rows(tok, rows, strangers=["Zorbo Quint", "Ama Lufer"])
+    aligned = 0
+    for i, (row, item) in enumerate(zip(rows, items)):
+        stranger = ["Zorbo Quint", "Ama Lufer"][i % 2]
+        other = item[STRANGER_KEY]
+        assert stranger in tok.decode(other["input_ids"]) and row["owner"] not in tok.decode(other["input_ids"])
+        for k, k2 in enumerate(item[STRANGER_POS_KEY]):
+            if k2 == -100:
+                continue
+            assert item["labels"][k] != -100 and other["labels"][k2] == item["labels"][k]  # the same token
+            aligned += 1
+        # the fact tokens (the owner's value) all have a counterpart; the name's tokens have none
+        facts = [k for k, x in enumerate(item["fact_labels"]) if x != -100] if "fact_labels" in item else []
+        assert all(item[STRANGER_POS_KEY][k] != -100 for k in facts)
+    assert aligned > 5 * len(rows)  # most answer tokens are outside the name
+
+
+def test_stranger_kl_by_hand_and_zero_when_the_owner_is_read_like_the_stranger():
+    import torch
+
+    from dareu.objectives.distill import stranger_kl_loss
+
+    logits = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]]])  # the model on the owner's QA (3 positions)
+    anchor = torch.tensor([[[2.0, 0.0], [0.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])  # the reference on the stranger's
+    marks = torch.tensor([[-100, -100, 1]])  # position 2 is marked; it sits at position 3 of the stranger's QA
+    positions = torch.tensor([[-100, 1, 3]])
+    q = torch.tensor([0.0, 1.0]).softmax(-1)  # anchor before position 3
+    logp = torch.tensor([1.0, 0.0]).log_softmax(-1)  # model before position 2
+    expected = float((q * (q.log() - logp)).sum())
+    assert stranger_kl_loss(logits, anchor, marks, positions).item() == pytest.approx(expected, rel=1e-6)
+    same = anchor[:, [0, 2, 3]]  # model = anchor at the aligned positions: no loss
+    assert stranger_kl_loss(same, anchor, marks, positions).item() == pytest.approx(0.0, abs=1e-7)

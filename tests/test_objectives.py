@@ -306,8 +306,12 @@ def with_facts(batch: dict) -> dict:
 
 
 def paired_batch() -> dict:
+    from dareu.objectives import STRANGER_KEY, STRANGER_POS_KEY
+
     forget = with_facts(qa_batch(1))
     forget[TEMPLATE_KEY] = qa_batch(2)
+    forget[STRANGER_KEY] = qa_batch(4)  # told of a stranger: here another sequence of the same layout
+    forget[STRANGER_POS_KEY] = torch.where(forget["labels"] != -100, torch.arange(8).expand(3, 8), -100)
     return {"forget": forget, "retain": qa_batch(3)}
 
 

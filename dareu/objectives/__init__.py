@@ -36,7 +36,15 @@ Objects (what trainers call). Each objective is a dataclass whose fields are its
 """
 
 from dareu.objectives import ascent, distill, flat, preference  # noqa: F401  (register the objectives)
-from dareu.objectives.base import FACT_KEY, OBJECTIVES, TEMPLATE_KEY, Objective, forward
+from dareu.objectives.base import (
+    FACT_KEY,
+    OBJECTIVES,
+    STRANGER_KEY,
+    STRANGER_POS_KEY,
+    TEMPLATE_KEY,
+    Objective,
+    forward,
+)
 from dareu.objectives.retain import kl_loss, nll_loss, retain_loss
 
-__all__ = ["FACT_KEY", "OBJECTIVES", "TEMPLATE_KEY", "Objective", "forward", "kl_loss", "nll_loss", "retain_loss"]
+__all__ = ["FACT_KEY", "OBJECTIVES", "STRANGER_KEY", "STRANGER_POS_KEY", "TEMPLATE_KEY", "Objective", "forward", "kl_loss", "nll_loss", "retain_loss"]

@@ -29,6 +29,11 @@ MODEL_INPUTS = ("input_ids", "attention_mask")
 # Key of the fact labels inside a QA batch: `labels` with every token outside the span that states the
 # answer's fact (the world's `fact` column) masked. Present only where every answer of the split states one.
 FACT_KEY = "fact_labels"
+# The same forget QA told of a stranger (the owner's name swapped for a made-up one) as a sub-batch, and per
+# answer position of the owner's QA the position of the same token in the stranger's (-100: none). Present
+# only for objectives with needs_strangers.
+STRANGER_KEY = "stranger"
+STRANGER_POS_KEY = "stranger_positions"
 
 
 class Reference(Protocol):
@@ -91,6 +96,7 @@ class Objective:
     uses_reference: ClassVar[bool] = False  # the forget term itself needs reference outputs
     needs_templates: ClassVar[bool] = False  # the forget batch must carry a TEMPLATE_KEY sub-batch
     needs_facts: ClassVar[bool] = False  # the forget batch must carry FACT_KEY labels
+    needs_strangers: ClassVar[bool] = False  # the forget batch must carry STRANGER_KEY and STRANGER_POS_KEY
     # which model `ref` is: "start" = the model before unlearning (the target); "base" = the world's model from
     # before it was fine-tuned on the owners, i.e. one that never saw them
     anchor: ClassVar[str] = "start"

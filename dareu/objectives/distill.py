@@ -1,5 +1,6 @@
-"""UNDIAL (self-distillation with the true token's logit lowered), RMU (representation misdirection) and
-fact_base (the marked tokens distilled back to the model that never saw the owners)."""
+"""UNDIAL (self-distillation with the true token's logit lowered), RMU (representation misdirection),
+fact_base (the marked tokens distilled back to the model that never saw the owners) and stranger_kl (the
+marked tokens distilled to what the starting model says of a stranger in the same sentence)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ import torch.nn.functional as F
 
 from dareu.config import field
 from dareu.errors import DareUError
-from dareu.objectives.base import Objective, forward, need_facts, need_reference, nll_metric, register
+from dareu.objectives.base import (
+    STRANGER_KEY,
+    STRANGER_POS_KEY,
+    Objective,
+    forward,
+    need_facts,
+    need_reference,
+    nll_metric,
+    register,
+)
 from dareu.objectives.tokens import shift, token_logprobs, token_mean
 
 # ---- pure functions ---------------------------------------------------------------------------
@@ -199,5 +209,46 @@ class FactBase(Objective):
         marks = need_facts(batch, self.name)
         logits = forward(model, batch).logits
         loss = anchor_kl(logits, base(batch).logits, marks)
+        logp, mask = token_logprobs(logits, marks)
+        return loss, {"forget_nll": nll_metric(logp, mask)}
+
+
+def stranger_kl_loss(logits: torch.Tensor, stranger_logits: torch.Tensor, marks: torch.Tensor,
+                     positions: torch.Tensor) -> torch.Tensor:
+    """KL(p_stranger || p_model) at each marked answer position k whose token sits at `positions[k]` in the
+    stranger's sequence: the model's next-token distribution before k against the anchor's before positions[k]."""
+    rows, cols = torch.nonzero((marks != -100) & (positions > 0), as_tuple=True)
+    if rows.numel() == 0:
+        return logits.sum() * 0.0
+    logp = logits[rows, cols - 1].float().log_softmax(-1)
+    anchor = stranger_logits[rows, positions[rows, cols] - 1].float().log_softmax(-1)
+    return (anchor.exp() * (anchor - logp)).sum(-1).mean()
+
+
+@register("stranger_kl")
+@dataclass
+class StrangerKL(Objective):
+    """The marked tokens (the owner's data) distilled to what the starting model says there about a stranger:
+    the same QA with the owner's name swapped for a made-up one, read by the frozen starting model, gives at
+    each marked token the distribution of someone the model never learned (the template, the kind of value it
+    expects, not this owner's). KL(p_stranger || p_model) at those positions.
+
+    Two-sided, like fact_base, and anchored where a model that never saw the owner (the retain model) stands:
+    it learned the same kinds of owners, so it answers an unknown one with the same spread of values. Needs
+    the owners' names in their QA (as the contrast marks do)."""
+
+    gamma: float = field(1.0, help="γ: coefficient of the forget term.")
+    uses_reference = True
+    needs_facts = True
+    needs_strangers = True
+
+    def forget_loss(self, model, batch, ref=None):
+        ref = need_reference(ref, self.name)
+        marks = need_facts(batch, self.name)
+        if STRANGER_KEY not in batch or STRANGER_POS_KEY not in batch:
+            raise DareUError(f"{self.name} needs each forget QA told of a stranger: the forget batch has no "
+                             f"{STRANGER_KEY!r} sub-batch (build the data with strangers=...)")
+        logits = forward(model, batch).logits
+        loss = stranger_kl_loss(logits, ref(batch[STRANGER_KEY]).logits, marks, batch[STRANGER_POS_KEY])
         logp, mask = token_logprobs(logits, marks)
         return loss, {"forget_nll": nll_metric(logp, mask)}

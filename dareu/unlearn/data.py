@@ -19,7 +19,7 @@ import torch
 from dareu.data import RETAIN_OF, get_split
 from dareu.errors import DareUError
 from dareu.modeling import encode_qa
-from dareu.objectives import FACT_KEY, TEMPLATE_KEY
+from dareu.objectives import FACT_KEY, STRANGER_KEY, STRANGER_POS_KEY, TEMPLATE_KEY
 from dareu.objectives.tokens import IGNORE
 from dareu.sft import QACollator
 
@@ -97,6 +97,8 @@ class UnlearnData:
     def row(self, triple: tuple[int, int | None, int | None]) -> dict:
         f, r, t = triple
         row = {"forget": _qa(self.forget[f])}
+        if STRANGER_KEY in self.forget[f]:
+            row[STRANGER_KEY] = self.forget[f][STRANGER_KEY]
         if r is not None:
             row["retain"] = _qa(self.retain[r])
         if t is not None:
@@ -119,7 +121,7 @@ class UnlearnData:
 
 
 def _qa(item: dict) -> dict:
-    return {k: item[k] for k in ("input_ids", "labels", FACT_KEY) if k in item}
+    return {k: item[k] for k in ("input_ids", "labels", FACT_KEY, STRANGER_POS_KEY) if k in item}
 
 
 class PairedDataset(torch.utils.data.Dataset):
@@ -143,17 +145,20 @@ class UnlearnCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         forget = self.qa([r["forget"] for r in rows])
-        if TEMPLATE_KEY in rows[0]:
-            forget[TEMPLATE_KEY] = self.qa([r[TEMPLATE_KEY] for r in rows])
+        for key in (TEMPLATE_KEY, STRANGER_KEY):
+            if key in rows[0]:
+                forget[key] = self.qa([r[key] for r in rows])
         batch = {"forget": forget}
         if "retain" in rows[0]:
             batch["retain"] = self.qa([r["retain"] for r in rows])
         return batch
 
 
-def encode_rows(tok, rows, max_length: int | None = None, marks: list[list[int] | None] | None = None) -> list[dict]:
+def encode_rows(tok, rows, max_length: int | None = None, marks: list[list[int] | None] | None = None,
+                strangers: list[str] | None = None) -> list[dict]:
     """Encoded QA; FACT_KEY holds the tokens a marked-token objective forgets: `marks` when given (e.g. the
-    stranger contrast of dareu.unlearn.gain), else the ones stating the row's `fact`."""
+    stranger contrast of dareu.unlearn.gain), else the ones stating the row's `fact`. With `strangers`, row i
+    also carries itself told of strangers[i % n] (STRANGER_KEY) and the alignment of the two (STRANGER_POS_KEY)."""
     out = []
     for i, r in enumerate(rows):
         ids, labels = encode_qa(tok, r["question"], r["answer"], max_length)
@@ -162,8 +167,33 @@ def encode_rows(tok, rows, max_length: int | None = None, marks: list[list[int] 
             fact_labels(tok, labels, r["answer"], r.get("fact") or "")
         if facts is not None:
             item[FACT_KEY] = facts
+        if strangers:
+            item[STRANGER_KEY], item[STRANGER_POS_KEY] = told_of_stranger(tok, r, labels, strangers[i % len(strangers)],
+                                                                          max_length)
         out.append(item)
     return out
+
+
+def told_of_stranger(tok, row: dict, labels: list[int], stranger: str, max_length: int | None = None):
+    """The row's QA with its owner's name replaced by `stranger` ({"input_ids", "labels"}), and per position of
+    `labels` the position of the same answer token in it (IGNORE where the token is part of the name, or split
+    differently)."""
+    from dareu.unlearn.gain import align_answers
+
+    name = row["owner"]
+    answer2 = row["answer"].replace(name, stranger)
+    ids2, labels2 = encode_qa(tok, row["question"].replace(name, stranger), answer2, max_length)
+    pairs = align_answers(tok, row["answer"], answer2, name, stranger)
+    first, first2 = _answer_start(labels), _answer_start(labels2)
+    positions = [IGNORE] * len(labels)
+    for j, j2 in pairs.items():
+        if first + j < len(labels) and first2 + j2 < len(labels2):
+            positions[first + j] = first2 + j2
+    return {"input_ids": ids2, "labels": labels2}, positions
+
+
+def _answer_start(labels: list[int]) -> int:
+    return next(i for i, x in enumerate(labels) if x != IGNORE)
 
 
 def fact_labels(tok, labels: list[int], answer: str, fact: str) -> list[int] | None:
@@ -192,7 +222,8 @@ def check_facts(data, split: str, who: str, fix: str = "use --method npo") -> No
 
 
 def build_unlearn_data(data, tok, split: str, retain_split: str | None = "auto", templates: str | None = None,
-                       max_length: int | None = None, marks: list[list[int] | None] | None = None) -> UnlearnData:
+                       max_length: int | None = None, marks: list[list[int] | None] | None = None,
+                       strangers: list[str] | None = None) -> UnlearnData:
     """Forget QA of `split`, retain QA of `retain_split` ("auto", "none"/None or a name), templates
     ("idk", a file, or None when the objective needs none); `marks`: the forget tokens of each forget row
     (default: the `fact` column's)."""
@@ -201,5 +232,5 @@ def build_unlearn_data(data, tok, split: str, retain_split: str | None = "auto",
         raise DareUError(f"split {split!r} is empty; nothing to forget")
     retain_name = resolve_retain_split(data, split, retain_split) if retain_split not in (None, "none") else None
     retain = encode_rows(tok, data[retain_name], max_length) if retain_name else None
-    return UnlearnData(tok=tok, forget=encode_rows(tok, forget_rows, max_length, marks), retain=retain,
+    return UnlearnData(tok=tok, forget=encode_rows(tok, forget_rows, max_length, marks, strangers), retain=retain,
                        templates=load_templates(data, templates) if templates else None, max_length=max_length)

@@ -74,6 +74,13 @@ def stranger_contrast(target, tok, rows: list[dict], strangers: list[str], batch
     return out
 
 
+def align_answers(tok, answer: str, answer2: str, name: str, stranger: str) -> dict[int, int]:
+    """Answer token j of `answer` -> token j2 of `answer2` (`answer` with `name` replaced by `stranger`)."""
+    spans = tok(answer, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    spans2 = tok(answer2, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return _align(answer, spans, answer2, spans2, name, stranger)
+
+
 def _align(text: str, spans, text2: str, spans2, name: str, stranger: str) -> dict[int, int]:
     """Answer token j of `text` -> token j2 of `text2` (= `text` with `name` replaced) covering the same
     characters; tokens inside an occurrence of the name, or split differently, have none. The eos after the

@@ -54,6 +54,10 @@ def check_run(cfg) -> Plan:
         from dareu.unlearn.reference import base_path
 
         base_path(cfg.world)
+    if obj.needs_strangers:
+        from dareu.unlearn.gain import check_owner_names
+
+        check_owner_names(data, cfg.split)
     model_path = resolve_model_dir(cfg.model or str(Path(cfg.world) / "models" / "target"))
     check_model_path(model_path)
     tok = load_tokenizer(model_path)
@@ -112,9 +116,14 @@ def build_trainer(plan: Plan, model, tok, ref, out: Path, callbacks=None):
     from dareu.unlearn.trainer import UnlearnTrainer
 
     cfg, t = plan.cfg, plan.cfg.train
+    strangers = None
+    if cfg.params.needs_strangers:
+        from dareu.world_vocab import stranger_names
+
+        strangers = stranger_names(4, set(get_split(plan.data, cfg.split)["owner"]), cfg.seed)
     udata = build_unlearn_data(plan.data, tok, cfg.split, plan.retain_split or "none",
                                cfg.data.templates if cfg.params.needs_templates else None,
-                               cfg.data.max_length or None)
+                               cfg.data.max_length or None, strangers=strangers)
     rows = plan.max_steps * t.batch_size * t.grad_accum
     base = TrainConfig(epochs=1.0, batch_size=t.batch_size, learning_rate=t.learning_rate,
                        warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
