@@ -160,7 +160,8 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
                     tmp_path / "d")
     # a forget term anchored at the base, on a world without one
     with pytest.raises(DareUError, match="has no models/base"):
-        run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_base"], str(tiny_world / "models" / "target")),
+        run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_base", "aux.forget_params={}"],
+                                str(tiny_world / "models" / "target")),
                     tmp_path / "e")
     assert not ray.is_initialized()
     assert not any((tmp_path / x).exists() for x in "abde")

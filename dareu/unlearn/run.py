@@ -120,7 +120,7 @@ def build_trainer(plan: Plan, model, tok, ref, out: Path, callbacks=None):
     if cfg.params.needs_strangers:
         from dareu.world_vocab import stranger_names
 
-        strangers = stranger_names(4, set(get_split(plan.data, cfg.split)["owner"]), cfg.seed)
+        strangers = stranger_names(4, set(get_split(plan.data, cfg.split)["owner"]), cfg.train.seed)
     udata = build_unlearn_data(plan.data, tok, cfg.split, plan.retain_split or "none",
                                cfg.data.templates if cfg.params.needs_templates else None,
                                cfg.data.max_length or None, strangers=strangers)
