@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
     world, out = Path(args.world), Path(args.out)
     t = time.time()
-    table = prepare_tofu(load_config(TofuPrepareConfig, args.config), args.data, args.model, world)
+    prepare_cfg = load_config(TofuPrepareConfig, args.config)
+    table = prepare_tofu(prepare_cfg, args.data, args.model, world)
     prepare_seconds = table["seconds"]["total"] if table.get("seconds") else time.time() - t
-    split = load_config(TofuPrepareConfig, args.config).forget_split
+    split = prepare_cfg.forget_split
     attributor = train_attributor(world, split)
 
     all_rows = [*(["dareu"] + [f"dareu@{s}" for s in range(1, args.seeds)]), *BASELINES]

@@ -499,8 +499,9 @@ def test_rmu_refuses_a_block_the_model_does_not_have(three_block_lm):
         OBJECTIVES.get("rmu")(layer=3).forget_loss(three_block_lm, qa_batch(1))
 
 
-def test_anchor_kl_by_hand():
-    from dareu.objectives.distill import anchor_kl
+def test_kl_at_labelled_positions_by_hand():
+    """The KL fact_base takes at the marked tokens (retain.kl_loss, also the KL retain term)."""
+    from dareu.objectives.retain import kl_loss
 
     # one row, two positions; only the label at position 2 counts (position 1 predicts it)
     logits = torch.tensor([[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
@@ -509,8 +510,8 @@ def test_anchor_kl_by_hand():
     p = torch.tensor([0.0, 1.0, 0.0]).softmax(-1)  # the anchor at position 1
     logq = torch.tensor([2.0, 0.0, 0.0]).log_softmax(-1)  # the model at position 1
     expected = float((p * (p.log() - logq)).sum())
-    assert anchor_kl(logits, anchor, labels).item() == pytest.approx(expected, rel=1e-6)
-    assert anchor_kl(anchor, anchor, labels).item() == pytest.approx(0.0, abs=1e-7)
+    assert kl_loss(logits, anchor, labels).item() == pytest.approx(expected, rel=1e-6)
+    assert kl_loss(anchor, anchor, labels).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_fact_base_pulls_the_fact_tokens_to_the_base_from_below_too(tiny_lm):

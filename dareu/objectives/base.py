@@ -78,6 +78,13 @@ def need_facts(batch: Batch, who: str) -> torch.Tensor:
     return batch[FACT_KEY]
 
 
+def need_strangers(batch: Batch, who: str) -> tuple[Batch, torch.Tensor]:
+    if STRANGER_KEY not in batch or STRANGER_POS_KEY not in batch:
+        raise DareUError(f"{who} needs each forget QA told of a stranger: the forget batch has no {STRANGER_KEY!r} "
+                         "sub-batch (build the data with strangers=...)")
+    return batch[STRANGER_KEY], batch[STRANGER_POS_KEY]
+
+
 def nll_metric(logp: torch.Tensor, mask: torch.Tensor) -> float:
     return float(-token_mean(logp.detach(), mask))
 

@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from dareu.config import field
 from dareu.errors import DareUError
 from dareu.objectives.base import (
-    STRANGER_KEY,
-    STRANGER_POS_KEY,
     Objective,
     forward,
     need_facts,
     need_reference,
+    need_strangers,
     nll_metric,
     register,
 )
+from dareu.objectives.retain import kl_loss
 from dareu.objectives.tokens import shift, token_logprobs, token_mean
 
 # ---- pure functions ---------------------------------------------------------------------------
@@ -41,16 +41,6 @@ def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Te
     target = (ref_logits[:, :-1].float() - beta * onehot).softmax(-1)
     ce = -(target * logits.float().log_softmax(-1)).sum(-1)
     return token_mean(ce, mask)
-
-
-def anchor_kl(logits: torch.Tensor, anchor_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """KL(p_anchor || p_model) of the next-token distributions at each labelled position, averaged over them:
-    zero exactly where the model predicts what the anchor does, whether it was above or below it."""
-    logits, labels = shift(logits, labels)
-    mask = labels != -100
-    logp = logits.float().log_softmax(-1)
-    anchor = anchor_logits[:, :-1].float().log_softmax(-1)
-    return token_mean((anchor.exp() * (anchor - logp)).sum(-1), mask)
 
 
 def hidden_mse(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -208,7 +198,7 @@ class FactBase(Objective):
         base = need_reference(ref, self.name)
         marks = need_facts(batch, self.name)
         logits = forward(model, batch).logits
-        loss = anchor_kl(logits, base(batch).logits, marks)
+        loss = kl_loss(logits, base(batch).logits, marks)  # KL(base || model) at the marked tokens
         logp, mask = token_logprobs(logits, marks)
         return loss, {"forget_nll": nll_metric(logp, mask)}
 
@@ -245,10 +235,8 @@ class StrangerKL(Objective):
     def forget_loss(self, model, batch, ref=None):
         ref = need_reference(ref, self.name)
         marks = need_facts(batch, self.name)
-        if STRANGER_KEY not in batch or STRANGER_POS_KEY not in batch:
-            raise DareUError(f"{self.name} needs each forget QA told of a stranger: the forget batch has no "
-                             f"{STRANGER_KEY!r} sub-batch (build the data with strangers=...)")
+        stranger, positions = need_strangers(batch, self.name)
         logits = forward(model, batch).logits
-        loss = stranger_kl_loss(logits, ref(batch[STRANGER_KEY]).logits, marks, batch[STRANGER_POS_KEY])
+        loss = stranger_kl_loss(logits, ref(stranger).logits, marks, positions)
         logp, mask = token_logprobs(logits, marks)
         return loss, {"forget_nll": nll_metric(logp, mask)}

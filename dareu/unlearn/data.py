@@ -168,28 +168,23 @@ def encode_rows(tok, rows, max_length: int | None = None, marks: list[list[int] 
         if facts is not None:
             item[FACT_KEY] = facts
         if strangers:
-            item[STRANGER_KEY], item[STRANGER_POS_KEY] = told_of_stranger(tok, r, labels, strangers[i % len(strangers)],
-                                                                          max_length)
+            from dareu.unlearn.gain import told_of_stranger
+
+            other, pairs = told_of_stranger(tok, r, strangers[i % len(strangers)], max_length)
+            item[STRANGER_KEY], item[STRANGER_POS_KEY] = other, stranger_positions(labels, other["labels"], pairs)
         out.append(item)
     return out
 
 
-def told_of_stranger(tok, row: dict, labels: list[int], stranger: str, max_length: int | None = None):
-    """The row's QA with its owner's name replaced by `stranger` ({"input_ids", "labels"}), and per position of
-    `labels` the position of the same answer token in it (IGNORE where the token is part of the name, or split
-    differently)."""
-    from dareu.unlearn.gain import align_answers
-
-    name = row["owner"]
-    answer2 = row["answer"].replace(name, stranger)
-    ids2, labels2 = encode_qa(tok, row["question"].replace(name, stranger), answer2, max_length)
-    pairs = align_answers(tok, row["answer"], answer2, name, stranger)
+def stranger_positions(labels: list[int], labels2: list[int], pairs: dict[int, int]) -> list[int]:
+    """Per position of `labels`, the position in `labels2` (the QA told of a stranger) of the same answer token,
+    from the answer-token alignment `pairs`; IGNORE where the token is part of the name, or split differently."""
     first, first2 = _answer_start(labels), _answer_start(labels2)
     positions = [IGNORE] * len(labels)
     for j, j2 in pairs.items():
         if first + j < len(labels) and first2 + j2 < len(labels2):
             positions[first + j] = first2 + j2
-    return {"input_ids": ids2, "labels": labels2}, positions
+    return positions
 
 
 def _answer_start(labels: list[int]) -> int:

@@ -49,20 +49,13 @@ def stranger_contrast(target, tok, rows: list[dict], strangers: list[str], batch
     name itself get 0 (they have no counterpart in the stranger's answer)."""
     from dareu.modeling import encode_qa
 
-    def answer_tokens(question: str, answer: str):
-        ids, labels = encode_qa(tok, question, answer)
-        spans = tok(answer, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        return {"input_ids": ids, "labels": labels}, spans
-
     own, other, pairs = [], [], []
     for i, r in enumerate(rows):
-        name, stranger = r["owner"], strangers[i % len(strangers)]
-        item, spans = answer_tokens(r["question"], r["answer"])
-        swapped_answer = r["answer"].replace(name, stranger)
-        item2, spans2 = answer_tokens(r["question"].replace(name, stranger), swapped_answer)
-        own.append(item)
+        ids, labels = encode_qa(tok, r["question"], r["answer"])
+        item2, pair = told_of_stranger(tok, r, strangers[i % len(strangers)])
+        own.append({"input_ids": ids, "labels": labels})
         other.append(item2)
-        pairs.append(_align(r["answer"], spans, swapped_answer, spans2, name, stranger))
+        pairs.append(pair)
     mine, theirs = answer_logprobs(target, own, batch_size), answer_logprobs(target, other, batch_size)
     out = []
     for lp, lp2, pair in zip(mine, theirs, pairs):
@@ -72,6 +65,18 @@ def stranger_contrast(target, tok, rows: list[dict], strangers: list[str], batch
                 row[j] = lp[j] - lp2[j2]
         out.append(row)
     return out
+
+
+def told_of_stranger(tok, row: dict, stranger: str, max_length: int | None = None) -> tuple[dict, dict[int, int]]:
+    """The row's QA with its owner's name replaced by `stranger` in question and answer, encoded
+    ({"input_ids", "labels"}), and the alignment of their answers: token j of the owner's -> token j2 of the
+    stranger's (`align_answers`)."""
+    from dareu.modeling import encode_qa
+
+    name = row["owner"]
+    answer2 = row["answer"].replace(name, stranger)
+    ids2, labels2 = encode_qa(tok, row["question"].replace(name, stranger), answer2, max_length)
+    return {"input_ids": ids2, "labels": labels2}, align_answers(tok, row["answer"], answer2, name, stranger)
 
 
 def align_answers(tok, answer: str, answer2: str, name: str, stranger: str) -> dict[int, int]:
