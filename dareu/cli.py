@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("dareu.commands.evaluate", "evaluate a model or run folder (TOFU/MUSE metrics, fact leakage, attribution)"),
     "unlearn": ("dareu.commands.unlearn", "unlearn a forget split with a loss-based method or RL de-attribution"),
     "train-attributor": ("dareu.commands.train_attributor", "train and validate an attribution model of data owners"),
+    "attack": ("dareu.commands.attack", "attack an unlearned model (relearning, quantization, probes): what comes back"),
     "compare": ("dareu.commands.compare", "run and evaluate several methods, write a comparison report"),
     "demo": ("dareu.commands.demo", "the whole pipeline on the embedded world, ending in the comparison table"),
     "g-effect": ("dareu.commands.geffect", "G-effect of an objective on forget and retain risk"),

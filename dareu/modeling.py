@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -15,6 +16,11 @@ import torch
 from dareu.config import field, require
 from dareu.errors import DareUError
 from dareu.runs import write_json
+
+# transformers imports torchao (the quantization attacks' library) on every model load; on a CPU machine torchao
+# logs that its GPU kernels did not load, and torch that torchao registers enums the old way. Neither matters here.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"

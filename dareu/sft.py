@@ -81,11 +81,12 @@ def training_args(output_dir: str, cfg: TrainConfig, **overrides):
 
 
 def finetune_qa(model, tok, pairs: list[tuple[str, str]], cfg: TrainConfig, output_dir: str,
-                max_length: int | None = None) -> list[dict]:
-    """Train `model` in place on (question, answer) pairs; returns the Trainer's log history."""
+                max_length: int | None = None, **args) -> list[dict]:
+    """Train `model` in place on (question, answer) pairs; returns the Trainer's log history. `args` override
+    TrainingArguments (e.g. max_steps)."""
     from transformers import Trainer
 
-    trainer = Trainer(model=model, args=training_args(output_dir, cfg), train_dataset=QADataset(tok, pairs, max_length),
+    trainer = Trainer(model=model, args=training_args(output_dir, cfg, **args), train_dataset=QADataset(tok, pairs, max_length),
                       data_collator=QACollator(tok.pad_token_id))
     trainer.train()
     return trainer.state.log_history

@@ -54,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated methods to run or collect; METHOD@N is another row of METHOD run with "
                         "seed=N, e.g. dareu,dareu@1,dareu@2 (default: %(default)s)")
     p.add_argument("--attributor", default=None, help="attribution model: DareU's reward and the forget_attribution column")
+    p.add_argument("--attacks", default=None,
+                   help="also attack every row (`all`, or comma-separated names as `dareu attack --attacks` takes) and "
+                        "add its recovery per attack; attack settings as attack:key=value, e.g. "
+                        "attack:relearn.steps=40")
     p.add_argument("--run", action="append", default=[], metavar="METHOD=DIR",
                    help="use an existing run folder for METHOD instead of training it (repeatable)")
     p.add_argument("--out", required=True, help="comparison folder: report.json, report.md, pareto.png, attribution.png")
@@ -78,8 +82,15 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault(method, []).append(kv)
     methods = [m for m in args.methods.split(",") if m]
     out = console()
+    attacks = None
+    if args.attacks:
+        from dareu.attacks import AttackConfig
+        from dareu.config import load_config
+
+        names = [] if args.attacks == "all" else [f"attacks=[{args.attacks}]"]
+        attacks = load_config(AttackConfig, None, [*names, *overrides.pop("attack", [])])
     compare(args.world, args.split, methods, args.out, args.attributor, runs, overrides, console=out,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, attacks=attacks)
     out.print((Path(args.out) / "report.md").read_text())
     return 0
 
@@ -133,9 +144,11 @@ def check_collected(runs: dict[str, str], methods: list[str], split: str, retain
 
 def compare(world: str, split: str, methods: list[str], out: str | Path, attributor: str | None = None,
             runs: dict[str, str] | None = None, method_overrides: dict[str, list[str]] | None = None,
-            console=None, overwrite: bool = False, kind: str = "compare") -> dict:
+            console=None, overwrite: bool = False, kind: str = "compare", attacks=None) -> dict:
     """Run (or collect) `methods` and evaluate them alike into `out` (a compare folder; `kind="demo"` when the
-    demo has claimed it). Collected runs (`runs`) are only read: their evaluation goes under `out/collected/`."""
+    demo has claimed it). Collected runs (`runs`) are only read: their evaluation goes under `out/collected/`.
+    `attacks` (an AttackConfig) also attacks every method and the second retain seed, and adds the recovery
+    per attack (`dareu attack`'s number) to each row."""
     from dareu.objectives import OBJECTIVES
 
     say = console.print if console is not None else print
@@ -157,6 +170,11 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
     check_collected(runs, methods, split, retain, world)
     if attributor:
         _loaded(attributor)  # a missing or broken attributor fails here, before any evaluation
+    attacker = None
+    if attacks is not None:
+        from dareu.attacks.run import Attacker
+
+        attacker = Attacker(world, split, attacks, _loaded(attributor) if attributor else None, say=say)
     out, _ = claim_run_dir(out, kind, overwrite=overwrite, reuse=True)
 
     # 2. reference rows, then each method: run (or collect), evaluate (cached in the run folder)
@@ -181,11 +199,25 @@ def compare(world: str, split: str, methods: list[str], out: str | Path, attribu
         eval_dir = out / "collected" / method / "eval" if method in runs else run_dir / "eval"
         rows[method] = _evaluated(str(run_dir / "model"), world, split, eval_dir, attributor, retain, seconds, say,
                                   cached=[run_dir / "eval"] if method in runs else [])
+    recovery = {}
+    if attacker is not None:
+        for name in [*methods, "retain_seed2"]:
+            model_dir = (Path(world) / "models" / REFERENCES[name].format(split=split) if name in REFERENCES
+                         else Path(runs.get(name, out / "runs" / name)) / "model")
+            if model_dir.is_dir():
+                folder = (out / "references" / name if name in REFERENCES else
+                          out / "collected" / name if name in runs else model_dir.parent) / "attack"
+                recovery[name] = {a: r["recovery"] for a, r in
+                                  attacker.summary(str(model_dir), folder)["results"].items()}
     report = {"world": str(world), "split": split, "retain_model": retain, "attributor": attributor,
-              "methods": [m for m in methods], "rows": rows, "pareto_front": pareto_front(rows, methods)}
+              "methods": [m for m in methods], "rows": rows, "pareto_front": pareto_front(rows, methods),
+              **({"recovery": recovery, "attacks": attacker.names} if attacker is not None else {})}
     write_json(out / "report.json", report)
-    (out / "report.md").write_text(markdown_table(rows, methods))
+    (out / "report.md").write_text(markdown_table(rows, methods) +
+                                   (recovery_table(rows, recovery, methods) if recovery else ""))
     plot(rows, methods, out)
+    if recovery:
+        plot_recovery(rows, recovery, methods, out)
     return report
 
 
@@ -257,6 +289,55 @@ def markdown_table(rows: dict[str, dict], methods: list[str]) -> str:
                               "Tug-of-War higher; attribution, leakage, forget ROUGE and time lower; PrivLeak " \
                               "closest to 0). Italic rows are references; retain_seed2's forget quality is the " \
                               "noise ceiling.\n"
+
+
+def recovery_table(rows: dict[str, dict], recovery: dict[str, dict], methods: list[str]) -> str:
+    """Recovery per attack (0 = as if never trained, 1 = fully back), beside forget quality and utility."""
+    attacks = list(next(iter(recovery.values())))
+    lines = ["", "| method | forget_quality | model_utility | " + " | ".join(attacks) + " | worst |",
+             "|---" * (len(attacks) + 4) + "|"]
+    for m in [*methods, "retain_seed2"]:
+        if m in recovery:
+            worst = max((v for v in recovery[m].values() if v is not None), default=None)
+            name = f"_{m}_" if m not in methods else m
+            lines.append(f"| {name} | {_fmt('forget_quality', rows[m]['forget_quality'])} | "
+                         f"{_fmt('model_utility', rows[m]['model_utility'])} | "
+                         + " | ".join(_fmt("recovery", recovery[m][a]) for a in attacks) + f" | {_fmt('recovery', worst)} |")
+    return "\n".join(lines) + ("\n\nRecovery under each attack (`dareu attack`): (leak - retain's) / (target's - "
+                               "retain's) on the held-out half of each forget owner's QA, each model attacked alike; "
+                               "0 = as gone as if never trained, 1 = fully back; – where the attack does not tell "
+                               "target from retain model. `none` is the model unattacked.\n")
+
+
+def plot_recovery(rows: dict[str, dict], recovery: dict[str, dict], methods: list[str], out: Path) -> None:
+    """Worst-case recovery over the attacks against forget quality, one point per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    points = []
+    for name, rec in recovery.items():
+        worst = max((v for v in rec.values() if v is not None), default=None)
+        fq = rows.get(name, {}).get("forget_quality")
+        if worst is None or fq is None:
+            continue
+        ref = name not in methods
+        ax.scatter([max(fq, 1e-300)], [worst], marker="s" if ref else "o", s=60, c="grey" if ref else None,
+                   edgecolors="black", zorder=3)
+        points.append((name, max(fq, 1e-300), worst, ref))
+    ax.set_xscale("log")
+    ax.set_xlabel("forget quality (KS p-value vs retain, log)")
+    ax.set_ylabel("worst recovery over the attacks (lower is better)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    for (name, x, y, ref), (dx, dy, ha) in zip(points, label_offsets(ax, points)):
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=9, ha=ha,
+                    style="italic" if ref else "normal")
+    fig.savefig(out / "recovery.png", dpi=120)
+    plt.close(fig)
 
 
 def plot(rows: dict[str, dict], methods: list[str], out: Path) -> None:
