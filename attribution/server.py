@@ -18,10 +18,10 @@ from attribution.attributor import load_attributor
 
 class AttributorServer:
     def __init__(self, path: str, threads: int | None = None, expect_owners: Sequence[str] | None = None):
-        import torch
+        from dareu import threads as thread_choice
 
         # an actor uses the threads it was given (OMP_NUM_THREADS in a Ray worker), not the machine's
-        torch.set_num_threads(max(1, threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+        thread_choice.pin(max(1, threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)), "the scorer's CPUs")
         self.attributor = load_attributor(path)
         if expect_owners is not None:
             self.attributor.check_owners(expect_owners)

@@ -127,11 +127,12 @@ def run_one(kind: str, plan: Plan, out: Path, generated: dict[str, list[str]], l
 
 def train_attributor(plan: Plan, out: str | Path, log=print) -> dict:
     """The whole command: generate probes, train the kind (and the TF-IDF baseline beside an LLM), report."""
-    import torch
     from threadpoolctl import threadpool_limits
 
     if plan.cfg.threads > 0:  # torch and BLAS alike: extra threads only spin on a shared CPU
-        torch.set_num_threads(plan.cfg.threads)
+        from dareu import threads
+
+        threads.pin(plan.cfg.threads, "the attributor config's threads key")
         with threadpool_limits(limits=plan.cfg.threads):
             return _train_attributor(plan, Path(out), log)
     return _train_attributor(plan, Path(out), log)

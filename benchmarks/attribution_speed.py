@@ -52,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench/attribution_speed.json")
     args = p.parse_args(argv)
 
-    import torch
 
     from attribution import load_attributor
+    from dareu import threads
 
-    torch.set_num_threads(args.threads)
+    threads.pin(args.threads, "--threads", user=True)
     prompts, responses = inputs(args.world, args.n)
     batches = [int(b) for b in args.batches.split(",")]
     rows = []

@@ -38,7 +38,9 @@ def main() -> int:
     from dareu.evaluation.runner import load_for_eval
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        from dareu import threads
+
+        threads.pin(args.threads, "--threads", user=True)
     console = Console(width=120)
     world, split = Path(args.world), args.split
     models = {name: world / "models" / name for name in ("target", f"retain-{split}", f"retain-{split}-seed2")}

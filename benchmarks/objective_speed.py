@@ -43,7 +43,9 @@ def main() -> int:
     from dareu.unlearn import build_unlearn_data, make_reference
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        from dareu import threads
+
+        threads.pin(args.threads, "--threads", user=True)
     model_path = args.model or str(Path(args.world) / "models" / "target")
     tok = load_tokenizer(model_path)
     base = load_model(model_path, dtype=torch.float32)

@@ -51,6 +51,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             module = command_module(name)
             add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
             add(p)
+            p.add_argument("--threads", type=int, default=None, metavar="N",
+                           help="torch CPU threads (default: 1 for a model under 20M parameters, else the cores "
+                                "other processes leave free; env DAREU_THREADS)")
     return parser
 
 
@@ -81,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser(argv).parse_args(argv)
     module = command_module(args.command)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"dareu {args.command}: error: --threads {args.threads}: give a number of threads >= 1", file=sys.stderr)
+            return 2
+        from dareu import threads
+
+        threads.pin(args.threads, "--threads", user=True)
     run = getattr(module, f"run_{args.command.replace('-', '_')}", None) or module.run
     try:
         return int(run(args) or 0)

@@ -201,6 +201,9 @@ def load_model(name_or_path: str, dtype: torch.dtype | None = None, kind: str = 
         if Path(name_or_path).is_dir():
             raise DareUError(f"model in {name_or_path} could not be read: {str(err).splitlines()[0]}") from None
         raise _hub_error(name_or_path, err) from None
+    from dareu import threads
+
+    threads.fit(model)  # threads for this model's size and the free cores, unless the user chose (dareu/threads.py)
     return model
 
 
@@ -230,13 +233,6 @@ def encode_qa(tok, question: str, answer: str, max_length: int | None = None) ->
     if max_length is not None:
         ids, labels = ids[:max_length], labels[:max_length]
     return ids, labels
-
-
-def set_threads() -> None:
-    """Use the cores we were given (Ray sets OMP_NUM_THREADS for actors)."""
-    n = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    if n > 0:
-        torch.set_num_threads(n)
 
 
 # GGUF files: a model source that needs no model hub (llama.cpp's format; many models ship as one file).

@@ -87,10 +87,11 @@ def _train_job(job: dict) -> dict:
     """Fine-tune one model in its own process (pickled arguments only)."""
     import torch
 
+    from dareu import threads
     from dareu.modeling import load_model, load_tokenizer, save_tokenizer
     from dareu.sft import finetune_qa
 
-    torch.set_num_threads(job["threads"])
+    threads.pin(job["threads"], "prepare's threads key: a world does not depend on the load")
     start = time.time()
     data = load_world(job["world"])
     tok = load_tokenizer(job["base"])
@@ -161,7 +162,6 @@ def check_out(out: Path, cfg: PrepareConfig, overwrite: bool) -> None:
 
 def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, console=None) -> dict:
     """Build (or reuse) everything under `out`; returns the quality table written to prepare.json."""
-    import torch
 
     from dareu.modeling import build_model, save_tokenizer, train_tokenizer
     from dareu.sft import finetune_qa
@@ -199,7 +199,9 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, consol
                                                                  "paraphrased_answer") if c in r]
         texts += [p for s in data for r in data[s] if "perturbed_answers" in r for p in r["perturbed_answers"]]
         tok = train_tokenizer(texts, cfg.model.vocab_size)
-        torch.set_num_threads(cfg.threads)
+        from dareu import threads
+
+        threads.pin(cfg.threads, "prepare's threads key: a world does not depend on the load")
         model = build_model(cfg.model, tok, seed=cfg.base_train.seed)
         tmp = models / ".tmp-base"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -269,7 +269,9 @@ def _train_job(job: dict) -> dict:
     from dareu.modeling import load_model, load_tokenizer, save_tokenizer
 
     if job["threads"]:
-        torch.set_num_threads(job["threads"])
+        from dareu import threads
+
+        threads.pin(job["threads"], "the threads key of the TOFU prepare config")
     start = time.time()
     cfg = from_dict(TofuPrepareConfig, job["cfg"])
     data = datasets.load_from_disk(job["data"])
@@ -299,7 +301,9 @@ def base_answers(base: Path, prompts: list[str], max_new_tokens: int, threads: i
     from dareu.modeling import load_model, load_tokenizer, prompt_text
 
     if threads:
-        torch.set_num_threads(threads)
+        from dareu import threads as thread_choice
+
+        thread_choice.pin(threads, "the threads key of the TOFU prepare config")
     tok = load_tokenizer(str(base))
     model = load_model(str(base), dtype=torch.float32).eval()
     outs = hf_generate(model, tok, [prompt_text(tok, p) for p in prompts],

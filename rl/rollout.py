@@ -88,10 +88,11 @@ class RolloutWorker:
 
     def __init__(self, model_dir: str, backend: str = "auto", threads: int = 1, gpu_memory_utilization: float = 0.5,
                  seed: int = 0):
+        from dareu import threads as thread_choice
         from dareu.generation import vllm_available
         from dareu.modeling import load_tokenizer
 
-        torch.set_num_threads(max(1, threads))
+        thread_choice.pin(max(1, threads), "the rollout worker's CPUs")
         if backend == "vllm" and not vllm_available():
             raise RuntimeError("rollout_backend=vllm but this worker has no GPU or no vllm (pip install 'dareu[vllm]')")
         self.backend = "vllm" if backend == "vllm" or (backend == "auto" and vllm_available()) else "hf"

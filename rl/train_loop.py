@@ -48,8 +48,11 @@ def train_loop(config: dict) -> None:
 
     cfg: DareUConfig = config["cfg"]
     run_dir = Path(config["run_dir"])
-    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or config.get("threads", 1)
-    torch.set_num_threads(max(1, threads))
+    from dareu import threads
+
+    # the CPUs Ray gave the learner (OMP_NUM_THREADS in a Ray worker), unless the user said otherwise
+    n = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or config.get("threads", 1)
+    threads.pin(max(1, n), "the learner's CPUs (placement.learner.num_cpus)")
     torch.manual_seed(cfg.seed)
 
     data = load_world(config["world"])

@@ -36,9 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from dareu.attacks import AttackConfig, run_attack
     from dareu.config import load_config
     from dareu.data import check_world
-    from dareu.modeling import set_threads
-
-    set_threads()
     check_world(args.world)  # a missing world is the first thing to say
     overrides = [*args.overrides, *([f"attacks=[{args.attacks}]"] if args.attacks else [])]
     cfg = load_config(AttackConfig, args.config, overrides)

@@ -49,9 +49,6 @@ def run(args: argparse.Namespace) -> int:
     from dareu.evaluation import aggregate_logs, run_eval
     from dareu.evaluation.report import render
     from dareu.evaluation.runner import world_eval_config
-    from dareu.modeling import set_threads
-
-    set_threads()  # OMP_NUM_THREADS=1 on a shared box: tiny models lose more to thread contention than they gain
     # the world's own settings (its eval.yaml) <- --config <- key=value
     cfg = world_eval_config(args.world, args.overrides, args.config, fast=args.fast)
     out = console()

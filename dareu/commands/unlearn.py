@@ -93,10 +93,7 @@ check_config = load_config
 
 
 def run(args: argparse.Namespace) -> int:
-    from dareu.modeling import set_threads
-
     cfg = load_config(args)
-    set_threads()
     out = console()
     if args.method == "dareu":
         from rl.launch import run_unlearn as run_rl
