@@ -81,12 +81,16 @@ def training_args(output_dir: str, cfg: TrainConfig, **overrides):
 
 
 def finetune_qa(model, tok, pairs: list[tuple[str, str]], cfg: TrainConfig, output_dir: str,
-                max_length: int | None = None, **args) -> list[dict]:
+                max_length: int | None = None, quiet: bool = False, **args) -> list[dict]:
     """Train `model` in place on (question, answer) pairs; returns the Trainer's log history. `args` override
-    TrainingArguments (e.g. max_steps)."""
+    TrainingArguments (e.g. max_steps); `quiet` prints neither progress nor logs."""
     from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer = Trainer(model=model, args=training_args(output_dir, cfg, **args), train_dataset=QADataset(tok, pairs, max_length),
                       data_collator=QACollator(tok.pad_token_id))
+    if quiet:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     trainer.train()
     return trainer.state.log_history

@@ -50,6 +50,10 @@ class AuxConfig:
                      "of a fabricated stranger (dareu/unlearn/gain.py), which needs no fact column.")
     contrast_threshold: float = field(0.5, help="forget_tokens=contrast: nats of stranger contrast a token needs.")
     forget_coef: float = field(1.0, help="Weight of the forget term.")
+    relearn_rho: float = field(0.0, help="Robustness to relearning (sharpness-aware forgetting, Fan et al. 2025): the "
+                                         "forget term's gradient is taken after a relearning step of this length "
+                                         "(the step that lowers the forget answers' NLL), so the forgetting has to hold "
+                                         "against that step. 0 = off.")
     retain: Literal["nll", "kl", "none"] = field("nll", help="Retain term: NLL on retain QA, KL distillation from "
                                                               "the reference on retain QA, or none.")
     retain_coef: float = field(3.0, help="Weight of the retain term (KL to the reference alone does not keep utility).")
@@ -62,6 +66,7 @@ class AuxConfig:
             require(self, "forget", self.forget in OBJECTIVES.names(),
                     f"must be none or a registered objective ({', '.join(OBJECTIVES.names())})")
         require(self, "forget_coef", self.forget_coef >= 0, "must be >= 0")
+        require(self, "relearn_rho", self.relearn_rho >= 0, "must be >= 0")
         require(self, "retain_coef", self.retain_coef >= 0, "must be >= 0")
         require(self, "batch_size", self.batch_size >= 1, "must be >= 1")
 

@@ -85,7 +85,8 @@ class AuxTerms:
         for _ in range(n):
             next(self.batches)
 
-    def __call__(self, model) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, model, scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """The auxiliary loss (times `scale` when backpropagated, the trainer's 1 / accumulation steps)."""
         from dareu.objectives import retain_loss
 
         batch = next(self.batches)
@@ -93,7 +94,12 @@ class AuxTerms:
         batch = _to(batch, dev)
         total = torch.zeros((), device=dev)
         metrics: dict[str, float] = {}
-        if self.objective is not None and self.cfg.forget_coef:
+        if self.objective is not None and self.cfg.forget_coef and self.cfg.relearn_rho > 0:
+            loss, m = self.forget_after_relearning(model, batch["forget"], self.cfg.forget_coef * scale)
+            total = total + self.cfg.forget_coef * loss  # already backpropagated: a value for the logs
+            metrics["aux/forget_loss"] = loss.item()
+            metrics.update({f"aux/{k}": v for k, v in m.items()})
+        elif self.objective is not None and self.cfg.forget_coef:
             loss, m = self.objective.forget_loss(model, batch["forget"], ref=self.forget_ref)
             total = total + self.cfg.forget_coef * loss
             metrics["aux/forget_loss"] = loss.item()
@@ -103,6 +109,29 @@ class AuxTerms:
             total = total + self.cfg.retain_coef * loss
             metrics["aux/retain_loss"] = loss.item()
         return total, metrics
+
+
+    def forget_after_relearning(self, model, batch: dict, weight: float) -> tuple[torch.Tensor, dict]:
+        """Sharpness-aware forgetting against relearning: step the weights `relearn_rho` along the direction an
+        attacker fine-tuning on these answers would take (down the gradient of their NLL, normalised), take the
+        forget term's gradient there, step back. The gradient (times `weight`) lands in `.grad` now; the
+        returned loss is detached."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        nll = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        grads = torch.autograd.grad(nll, params, allow_unused=True)
+        norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)) + 1e-12
+        moved = [(p, p.detach().clone()) for p, g in zip(params, grads) if g is not None]
+        with torch.no_grad():
+            for (p, _), g in zip(moved, [g for g in grads if g is not None]):
+                p.sub_(self.cfg.relearn_rho * g / norm)
+        try:
+            loss, metrics = self.objective.forget_loss(model, batch, ref=self.forget_ref)
+            (weight * loss).backward()
+        finally:
+            with torch.no_grad():  # back to exactly the weights we started from
+                for p, saved in moved:
+                    p.copy_(saved)
+        return loss.detach(), {**metrics, "relearn_nll": nll.item()}
 
 
 def _to(batch, dev):
@@ -122,7 +151,7 @@ class AuxLossMixin:
                                     num_items_in_batch=num_items_in_batch)
         if self.aux_terms is None:
             return loss
-        aux, metrics = self.aux_terms(model)
+        aux, metrics = self.aux_terms(model, scale=1 / self.current_gradient_accumulation_steps)
         mode = "train" if model.training else "eval"
         for key, value in metrics.items():
             self._metrics[mode][key].append(value)

@@ -169,10 +169,10 @@ class PPO:
                 ent = masked_mean(entropy, mask)
                 loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # (11)
                 aux_metrics: dict[str, float] = {}
+                self.optimizer.zero_grad()  # before the aux term: relearn_rho > 0 backpropagates its own part
                 if self.aux_loss is not None:
                     aux, aux_metrics = self.aux_loss(self.model)
                     loss = loss + aux
-                self.optimizer.zero_grad()
                 loss.backward()
                 params = [p for g in self.optimizer.param_groups for p in g["params"]]
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)  # (12)

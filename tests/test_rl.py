@@ -194,3 +194,43 @@ def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, 
     import shutil
 
     shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_relearn_rho_takes_the_forget_gradient_after_a_relearning_step_and_steps_back(tiny_world, tiny_data):
+    """Sharpness-aware forgetting: the gradient is the forget term's at w - rho * g / |g| (g: the gradient of the
+    forget answers' NLL, the direction a relearning attacker moves), computed by hand here; the weights end as
+    they started."""
+    from dareu.modeling import load_model, load_tokenizer
+    from dareu.unlearn import build_unlearn_data, make_reference
+    from rl.learners import AuxTerms
+
+    rho = 0.5
+    cfg = _cfg(**{"aux.forget": "ga", "aux.retain": "none", "aux.relearn_rho": rho})
+    cfg.aux.forget_params = {}
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    model = load_model(str(tiny_world / "models" / "target"), dtype=torch.float32)
+    aux = AuxTerms(cfg, build_unlearn_data(tiny_data, tok, "forget10", templates="idk"), make_reference(model))
+    batch = next(aux.batches)["forget"]
+    start = [p.detach().clone() for p in model.parameters()]
+
+    # by hand, on a copy
+    import copy
+
+    twin = copy.deepcopy(model)
+    nll = twin(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    g = torch.autograd.grad(nll, list(twin.parameters()))
+    norm = torch.sqrt(sum((x ** 2).sum() for x in g))
+    with torch.no_grad():
+        for p, x in zip(twin.parameters(), g):
+            p.sub_(rho * x / norm)
+    loss, _ = aux.objective.forget_loss(twin, batch, ref=aux.forget_ref)
+    expected = torch.autograd.grad(loss, list(twin.parameters()))
+
+    model.zero_grad()
+    got_loss, metrics = aux.forget_after_relearning(model, batch, weight=1.0)
+    assert got_loss.item() == pytest.approx(loss.item(), rel=1e-5) and metrics["relearn_nll"] == pytest.approx(nll.item())
+    assert all(torch.equal(a, b) for a, b in zip(start, model.parameters()))   # stepped back exactly
+    for p, e in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, e, atol=1e-6)
+    plain = torch.autograd.grad(aux.objective.forget_loss(model, batch, ref=aux.forget_ref)[0], list(model.parameters()))
+    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, expected))  # not the plain gradient

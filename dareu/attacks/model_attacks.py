@@ -23,8 +23,8 @@ def _relearn(model, tok, pairs: list[tuple[str, str]], inputs: AttackInputs):
     cfg = TrainConfig(epochs=1.0, batch_size=rc.batch_size, learning_rate=rc.learning_rate, warmup_ratio=0.0,
                       seed=rc.seed)
     # A few steps at a constant rate: the attacker spends little and does not tune a schedule.
-    finetune_qa(attacked, tok, pairs, cfg, inputs.work_dir, max_steps=rc.steps, lr_scheduler_type="constant",
-                logging_steps=max(1, rc.steps), disable_tqdm=True)
+    finetune_qa(attacked, tok, pairs, cfg, inputs.work_dir, quiet=True, max_steps=rc.steps,
+                lr_scheduler_type="constant", logging_steps=max(1, rc.steps))
     return attacked.eval()
 
 

@@ -23,4 +23,5 @@ def config_epilog(cls) -> str:
 def console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # no markup: messages like "[compare] running npo" and file paths print as written
+    return Console(highlight=False, markup=False)
