@@ -147,11 +147,14 @@ class AuxLossMixin:
     rl_coef: float = 1.0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.aux_terms is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        # the auxiliary terms before the RL forward: relearn_rho > 0 moves the weights and back in place, which
+        # must not happen while a graph holds them for backward
+        aux, metrics = self.aux_terms(model, scale=1 / self.current_gradient_accumulation_steps)
         loss = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
-        if self.aux_terms is None:
-            return loss
-        aux, metrics = self.aux_terms(model, scale=1 / self.current_gradient_accumulation_steps)
         mode = "train" if model.training else "eval"
         for key, value in metrics.items():
             self._metrics[mode][key].append(value)

@@ -147,6 +147,10 @@ class PPO:
             for start in range(0, n, mb_size):
                 idx = order[start: start + mb_size]
                 mask = ro.mask[idx]
+                # the auxiliary terms first: relearn_rho > 0 moves the weights and back, and backpropagates its
+                # part at once, which must happen before the policy's forward saves the weights for backward
+                self.optimizer.zero_grad()
+                aux, aux_metrics = self.aux_loss(self.model) if self.aux_loss is not None else (0.0, {})
                 logp, entropy, values = forward_tokens(self.model, self.value_head, ro.input_ids[idx],
                                                        ro.attention_mask[idx], ro.n_completion)
                 log_ratio = logp - ro.logp[idx]
@@ -168,11 +172,7 @@ class PPO:
                     v_loss = 0.5 * masked_mean(v_loss_unclipped, mask)
                 ent = masked_mean(entropy, mask)
                 loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # (11)
-                aux_metrics: dict[str, float] = {}
-                self.optimizer.zero_grad()  # before the aux term: relearn_rho > 0 backpropagates its own part
-                if self.aux_loss is not None:
-                    aux, aux_metrics = self.aux_loss(self.model)
-                    loss = loss + aux
+                loss = loss + aux
                 loss.backward()
                 params = [p for g in self.optimizer.param_groups for p in g["params"]]
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)  # (12)

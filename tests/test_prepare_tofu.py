@@ -227,3 +227,16 @@ def test_the_world_carries_its_own_evaluation_settings(tofu_world):
     assert world_eval_config(out).max_new_tokens == cfg["eval_max_new_tokens"]  # what eval and compare use
     assert world_eval_config(out, ["max_new_tokens=7"]).max_new_tokens == 7  # key=value beats the world's
     assert world_eval_config(out, fast=True).fast and world_eval_config(None).max_new_tokens == 48
+
+
+def test_attacks_run_on_the_tofu_world_without_a_fact_column(tofu_world, tmp_path):
+    """No fact column: a leak is the ROUGE-L recall of the answer, and the target still recovers to 1."""
+    world, _ = tofu_world
+    out = tmp_path / "attack"
+    assert main(["attack", "--world", str(world), "--model", str(world / "models" / "target"), "--split", "forget01",
+                 "--attacks", "relearn,prefix", "relearn.steps=3", "relearn.learning_rate=1e-4", "utility=false",
+                 "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    report = json.loads((out / "attack.json").read_text())
+    raw = json.loads((out / "raw" / "none.json").read_text())
+    assert any(0 < v < 1 for v in raw["leaks"])                      # ROUGE recall, not a 0/1 fact match
+    assert report["results"]["none"]["recovery"] == pytest.approx(1.0)

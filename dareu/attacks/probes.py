@@ -1,7 +1,8 @@
 """Attacks that keep the weights and change how the owner is asked: each gives one leak value per held-out QA.
 
 A leak is the fact stated (1) or not (0) where the benchmark marks facts; without a fact column it is the
-ROUGE-L recall of the answer (the part of it the probe did not give away)."""
+ROUGE-L recall of the answer (the part of it the probe did not give away). The multiple-choice probe's leak
+is the probability share of the true answer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from dareu.attacks.registry import AttackInputs, attack
 from dareu.data import get_split
-from dareu.evaluation.metrics import fact_leaks
+from dareu.evaluation.metrics import fact_leaks, normalised_probability
 from dareu.evaluation.scoring import score_answers
 from dareu.generation import SamplingConfig, generate
 from dareu.modeling import prompt_text
@@ -39,8 +40,8 @@ def paraphrase(model, tok, inputs: AttackInputs) -> list[float]:
 
 @attack("mc", "probe")
 def multiple_choice(model, tok, inputs: AttackInputs) -> list[float | None]:
-    """Multiple choice by likelihood: is the true answer more likely than every perturbed one? (No generation:
-    knowledge the model no longer says can still rank answers.)"""
+    """Multiple choice by likelihood: the true answer's share of the probability over it and the perturbed ones.
+    (No generation: knowledge the model no longer says can still rank answers.)"""
     rows = inputs.held_out
     # the paraphrased answer has the perturbed answers' form, so form does not decide the ranking
     pairs = [(r["question"], a) for r in rows for a in [r["paraphrased_answer"], *r["perturbed_answers"]]]
@@ -50,7 +51,9 @@ def multiple_choice(model, tok, inputs: AttackInputs) -> list[float | None]:
         n = 1 + len(r["perturbed_answers"])
         chunk = losses[at: at + n]
         at += n
-        out.append(None if n == 1 else float(chunk[0] < min(chunk[1:])))
+        # the soft form of "picks the true answer" (TOFU's normalised probability): a 0/1 pick over 10 QA per owner
+        # is too coarse to tell a model from a second retrain
+        out.append(None if n == 1 else float(normalised_probability([chunk[0]], [chunk[1:]])[0]))
     return out
 
 

@@ -50,11 +50,21 @@ def eval_metrics(cfg: AttackConfig, attributor) -> list[str]:
     return names + (["forget_attribution"] if attributor is not None else []) + (["model_utility"] if cfg.utility else [])
 
 
-def settings_key(cfg: AttackConfig, eval_cfg: EvalConfig, data, split: str, attributor) -> dict:
-    """Everything that changes an attack's numbers (a cached result is reused only when it matches)."""
-    return {"attack": {k: v for k, v in asdict(cfg).items() if k not in ("attacks", "min_gap")},
-            "eval": {k: getattr(eval_cfg, k) for k in VALUE_FIELDS}, "split_key": split_key(data, split),
-            "attributor": getattr(attributor, "path", None) if attributor is not None else None}
+# the AttackConfig keys each attack's numbers depend on (beyond the evaluation's)
+OWN_KEYS = {"relearn": ("relearn", "utility"), "relearn_retain": ("relearn", "utility"), "quant8": ("utility",),
+            "quant4": ("utility",), BASELINE: ("utility",), "icl": ("icl_examples",), "prefix": ("prefix_words",)}
+VERSIONS = {"mc": 2}  # bumped when an attack's leak changes meaning, so cached results of the old one are not reused
+
+
+def settings_key(cfg: AttackConfig, eval_cfg: EvalConfig, data, split: str, attributor, name: str | None = None) -> dict:
+    """Everything that changes the numbers of attack `name` (a cached result is reused only when it matches);
+    without a name, what every attack shares."""
+    shared = {"eval": {k: getattr(eval_cfg, k) for k in VALUE_FIELDS}, "split_key": split_key(data, split),
+              "attributor": getattr(attributor, "path", None) if attributor is not None else None}
+    if name is None:
+        return shared
+    values = asdict(cfg)
+    return {**shared, "attack": name, "version": VERSIONS.get(name, 1), **{k: values[k] for k in OWN_KEYS.get(name, ())}}
 
 
 def _digest(values: dict) -> str:
@@ -84,10 +94,10 @@ def attack_model(model_dir: str, data, split: str, names: list[str], cfg: Attack
     while the weights and the settings are the same)."""
     from dareu.evaluation.runner import load_for_eval
 
-    key = {"model_key": model_key(model_dir), **settings_key(cfg, eval_cfg, data, split, attributor)}
     found: dict[str, dict] = {}
     model = tok = None
     for name in names:
+        key = {"model_key": model_key(model_dir), **settings_key(cfg, eval_cfg, data, split, attributor, name)}
         path = folder / f"{name}.json"
         if path.is_file() and read_json(path).get("key") == key:
             found[name] = read_json(path)
