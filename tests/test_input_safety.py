@@ -231,6 +231,15 @@ def test_unknown_command_suggests_the_closest(capsys):
     assert "did you mean unlearn" in _one_line_error(capsys)
 
 
+def test_attack_and_thread_flags_are_one_line_each(tiny_world, tmp_path, capsys):
+    model = str(tiny_world / "models" / "target")
+    rc = main(["attack", "--world", str(tiny_world), "--model", model, "--attacks", "relern", "--out", str(tmp_path / "a")])
+    assert rc == 2 and "unknown attack 'relern' (did you mean relearn" in _one_line_error(capsys)
+    rc = main(["eval", "--world", str(tiny_world), "--model", model, "--threads", "0", "--out", str(tmp_path / "e")])
+    assert rc == 2 and "--threads 0: give a number of threads >= 1" in _one_line_error(capsys)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+
+
 def test_unlearn_help_lists_the_rl_keys_with_their_shipped_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["unlearn", "--method", "dareu", "--help"])
