@@ -177,3 +177,10 @@ def test_attack_command_refuses_an_unknown_attack_and_an_existing_out_before_any
     rc = main(["attack", "--world", str(tiny_world), "--model", str(tiny_world / "models" / "target"),
                "--attacks", "mc", "--out", str(busy)])
     assert rc != 0 and (busy / "notes.txt").read_text() == "keep me"
+
+
+def test_the_shipped_tofu_attack_config_loads_and_lowers_the_relearning_rate():
+    from dareu.config import CONFIGS_DIR, load_config
+
+    cfg = load_config(AttackConfig, CONFIGS_DIR / "attack" / "tofu.yaml")
+    assert cfg.relearn.learning_rate < AttackConfig().relearn.learning_rate and cfg.attacks == AttackConfig().attacks
