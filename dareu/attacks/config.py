@@ -25,10 +25,10 @@ class RelearnConfig:
 
 @dataclass
 class AttackConfig:
+    relearn: RelearnConfig = field(default_factory=RelearnConfig, help="The relearning attacker.")
     attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS),
                                help="Attacks to run (see `dareu attack --help`); `none`, the model as it is, always "
                                     "runs as the baseline.")
-    relearn: RelearnConfig = field(default_factory=RelearnConfig, help="The relearning attacker.")
     icl_examples: int = field(3, help="Other owners' QA shown as earlier chat turns by the `icl` probe.")
     prefix_words: float = field(0.34, help="Without a fact column: the share of the answer's words the `prefix` "
                                            "probe gives away (with one, everything before the fact).")

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run folder (its model/) or model folder to attack")
     p.add_argument("--split", default="forget10", help="forget split (default: %(default)s)")
     p.add_argument("--attacks", help="comma-separated attacks (default: all); " +
-                   "; ".join(f"{n}: {ATTACKS.get(n).help}" for n in ATTACKS.names()))
+                   "; ".join(f"{n}: {ATTACKS.get(n).help.rstrip('.')}" for n in ATTACKS.names()))
     p.add_argument("--attributor", help="attribution model folder: adds forget_attribution after model attacks")
     p.add_argument("--cache", help="folder for the target's and retain model's attack results (default: <world>/attacks)")
     p.add_argument("--out", required=True, help="folder to write attack.json and report.md into")
