@@ -120,16 +120,16 @@ class AuxTerms:
         nll = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
         grads = torch.autograd.grad(nll, params, allow_unused=True)
         norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)) + 1e-12
-        moved = [(p, p.detach().clone()) for p, g in zip(params, grads) if g is not None]
+        moved = [(p, g, p.detach().clone()) for p, g in zip(params, grads) if g is not None]
         with torch.no_grad():
-            for (p, _), g in zip(moved, [g for g in grads if g is not None]):
+            for p, g, _ in moved:
                 p.sub_(self.cfg.relearn_rho * g / norm)
         try:
             loss, metrics = self.objective.forget_loss(model, batch, ref=self.forget_ref)
             (weight * loss).backward()
         finally:
             with torch.no_grad():  # back to exactly the weights we started from
-                for p, saved in moved:
+                for p, _, saved in moved:
                     p.copy_(saved)
         return loss.detach(), {**metrics, "relearn_nll": nll.item()}
 

@@ -13,10 +13,11 @@ import torch
 from dareu.attacks import AttackConfig, RelearnConfig, recovery
 from dareu.attacks.halves import owner_halves
 from dareu.attacks.probes import answer_prefix, icl_prompt
-from dareu.attacks.recovery import by_owner, mean_recovery, owner_recovery
-from dareu.attacks.run import _inputs, eval_metrics, run_one
+from dareu.attacks.recovery import by_owner, owner_recovery
+from dareu.attacks.run import attack_inputs, eval_metrics, run_one
 from dareu.cli import main
 from dareu.evaluation.config import EvalConfig
+from dareu.evaluation.metrics import mean_or_none
 
 
 def test_recovery_is_the_share_of_the_target_retain_gap_given_back_clipped_to_0_1():
@@ -35,7 +36,7 @@ def test_recovery_per_owner_averages_each_owners_rows_then_the_owners_that_have_
     assert model == {"a": 0.5, "b": 1.0, "c": 1.0}
     per = owner_recovery(model, retain={"a": 0.0, "b": 0.5, "c": 1.0}, target={"a": 1.0, "b": 1.0, "c": 1.0})
     assert per == {"a": 0.5, "b": 1.0, "c": None}                        # c: target no better than retain
-    assert mean_recovery(per) == pytest.approx(0.75)
+    assert mean_or_none(per.values()) == pytest.approx(0.75)
 
 
 def test_owner_halves_split_every_owner_between_the_attacker_and_the_held_out_half():
@@ -75,7 +76,7 @@ def setting(tiny_world, tmp_path_factory):
     work = str(tmp_path_factory.mktemp("attack-work"))
 
     def leak(model, attack: str, config: AttackConfig = cfg) -> float:
-        res = run_one(attack, model, tok, _inputs(data, "forget10", config, ecfg, work), None, ecfg)
+        res = run_one(attack, model, tok, attack_inputs(data, "forget10", config, ecfg, work), None, ecfg)
         return float(np.mean([v for v in res["leaks"] if v is not None]))
 
     models = {name: load_model(str(tiny_world / "models" / name)) for name in ("target", "retain-forget10")}
@@ -123,7 +124,7 @@ def test_relearning_trains_a_copy_and_leaves_the_attacked_model_as_it_was(settin
     target = setting["models"]["target"]
     before = [p.detach().clone() for p in target.parameters()]
     cfg = replace(setting["cfg"], relearn=RelearnConfig(steps=2))
-    attacked = relearn(target, setting["tok"], _inputs(setting["data"], "forget10", cfg, setting["ecfg"],
+    attacked = relearn(target, setting["tok"], attack_inputs(setting["data"], "forget10", cfg, setting["ecfg"],
                                                        setting["work"]))
     assert all(torch.equal(a, b) for a, b in zip(before, target.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before, attacked.parameters()))
@@ -134,7 +135,7 @@ def test_quantized_models_keep_close_to_the_float_model_and_evaluate(setting, at
     from dareu.attacks.registry import ATTACKS
 
     target, tok = setting["models"]["target"], setting["tok"]
-    inputs = _inputs(setting["data"], "forget10", setting["cfg"], setting["ecfg"], setting["work"])
+    inputs = attack_inputs(setting["data"], "forget10", setting["cfg"], setting["ecfg"], setting["work"])
     q = ATTACKS.get(attack).run(target, tok, inputs)
     layer = q.model.layers[0].mlp.up_proj
     assert type(layer.weight).__module__.startswith("torchao")   # integer weights with scales, not floats

@@ -6,8 +6,6 @@ is the probability share of the true answer."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from dareu.attacks.registry import AttackInputs, attack
 from dareu.data import get_split
 from dareu.evaluation.metrics import fact_leaks, normalised_probability
@@ -92,7 +90,3 @@ def in_context(model, tok, inputs: AttackInputs) -> list[float]:
     gens = _greedy(model, tok, [icl_prompt(tok, examples, r["question"]) for r in rows], inputs)
     return [leak(r, g) for r, g in zip(rows, gens)]
 
-
-def mean_leak(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return float(np.mean(kept)) if kept else None

@@ -32,7 +32,3 @@ def by_owner(owners: list[str], leaks: list[float | None]) -> dict[str, float]:
 def owner_recovery(model: dict[str, float], retain: dict[str, float], target: dict[str, float]) -> dict[str, float | None]:
     return {o: recovery(model[o], retain[o], target[o]) for o in model if o in retain and o in target}
 
-
-def mean_recovery(per_owner: dict[str, float | None]) -> float | None:
-    kept = [v for v in per_owner.values() if v is not None]
-    return float(np.mean(kept)) if kept else None

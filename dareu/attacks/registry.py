@@ -33,7 +33,7 @@ class AttackInputs:
     retain_split: str
     taught: list[dict]
     held_out: list[dict]
-    held_out_index: list[int]  # positions of `held_out` in the forget split
+    held_data: object  # the benchmark with the forget split cut to `held_out` (what model attacks are evaluated on)
     cfg: object  # AttackConfig
     eval_cfg: object  # EvalConfig (generation length, batch sizes)
     work_dir: str

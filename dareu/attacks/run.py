@@ -19,8 +19,7 @@ from pathlib import Path
 
 from dareu.attacks.config import AttackConfig
 from dareu.attacks.halves import owner_halves, with_forget_rows
-from dareu.attacks.probes import mean_leak
-from dareu.attacks.recovery import by_owner, mean_recovery, owner_recovery
+from dareu.attacks.recovery import by_owner, owner_recovery
 from dareu.attacks.registry import ATTACKS, AttackInputs
 from dareu.data import check_forget_split, check_same_data, get_split, load_world, split_key
 from dareu.errors import DareUError
@@ -80,8 +79,7 @@ def run_one(name: str, model, tok, inputs: AttackInputs, attributor, eval_cfg: E
     if name != BASELINE and ATTACKS.get(name).kind == "probe":
         return {"kind": "probe", "leaks": ATTACKS.get(name).run(model, tok, inputs), "seconds": time.time() - start}
     attacked = model if name == BASELINE else ATTACKS.get(name).run(model, tok, inputs)
-    held = with_forget_rows(inputs.data, inputs.split, inputs.held_out_index)
-    results = evaluate_model(attacked, tok, held, inputs.split, attributor=attributor, cfg=eval_cfg)
+    results = evaluate_model(attacked, tok, inputs.held_data, inputs.split, attributor=attributor, cfg=eval_cfg)
     facts = results["fact_leakage"]["agg_value"] is not None
     per_row = results["fact_leakage"] if facts else results["forget_rouge"]
     leaks = [v.get("score" if facts else "rougeL_recall") for v in per_row["value_by_index"].values()]
@@ -95,29 +93,32 @@ def attack_model(model_dir: str, data, split: str, names: list[str], cfg: Attack
     from dareu.evaluation.runner import load_for_eval
 
     found: dict[str, dict] = {}
+    weights = model_key(model_dir)
     model = tok = None
-    for name in names:
-        key = {"model_key": model_key(model_dir), **settings_key(cfg, eval_cfg, data, split, attributor, name)}
-        path = folder / f"{name}.json"
-        if path.is_file() and read_json(path).get("key") == key:
-            found[name] = read_json(path)
-            continue
-        if model is None:
-            model, tok = load_for_eval(model_dir)
-        say(f"[attack] {name} on {model_dir}")
-        with tempfile.TemporaryDirectory(prefix="dareu-attack-") as work:
-            result = run_one(name, model, tok, _inputs(data, split, cfg, eval_cfg, work), attributor, eval_cfg)
-        found[name] = {"key": key, "model": str(model_dir), **result}
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(path, found[name])
+    with tempfile.TemporaryDirectory(prefix="dareu-attack-") as work:
+        inputs = attack_inputs(data, split, cfg, eval_cfg, work)
+        for name in names:
+            key = {"model_key": weights, **settings_key(cfg, eval_cfg, data, split, attributor, name)}
+            path = folder / f"{name}.json"
+            cached = read_json(path) if path.is_file() else {}
+            if cached.get("key") == key:
+                found[name] = cached
+                continue
+            if model is None:
+                model, tok = load_for_eval(model_dir)
+            say(f"[attack] {name} on {model_dir}")
+            found[name] = {"key": key, "model": str(model_dir), **run_one(name, model, tok, inputs, attributor, eval_cfg)}
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(path, found[name])
     return found
 
 
-def _inputs(data, split: str, cfg: AttackConfig, eval_cfg: EvalConfig, work: str) -> AttackInputs:
+def attack_inputs(data, split: str, cfg: AttackConfig, eval_cfg: EvalConfig, work: str) -> AttackInputs:
+    """What every attack on `split` reads: the attacker's half, the held-out half and the benchmark cut to it."""
     rows = list(get_split(data, split))
     taught, held_out = owner_halves(rows)
     return AttackInputs(data, split, check_forget_split(split), [rows[i] for i in taught],
-                        [rows[i] for i in held_out], held_out, cfg, eval_cfg, work)
+                        [rows[i] for i in held_out], with_forget_rows(data, split, held_out), cfg, eval_cfg, work)
 
 
 def summarise(model: dict[str, dict], target: dict[str, dict], retain: dict[str, dict], owners: list[str],
@@ -130,11 +131,11 @@ def summarise(model: dict[str, dict], target: dict[str, dict], retain: dict[str,
         leak = {who: by_owner(owners, r[name]["leaks"]) for who, r in (("model", model), ("target", target),
                                                                       ("retain", retain))}
         per_owner = owner_recovery(leak["model"], leak["retain"], leak["target"])
-        t, r = mean_leak(target[name]["leaks"]), mean_leak(retain[name]["leaks"])
+        t, r = M.mean_or_none(target[name]["leaks"]), M.mean_or_none(retain[name]["leaks"])
         # an attack under which the target leaks hardly more than the retain model measures nothing
         measurable = t is not None and r is not None and t - r >= min_gap
-        row = {"kind": res["kind"], "leak": mean_leak(res["leaks"]), "target_leak": t, "retain_leak": r,
-               "recovery": mean_recovery(per_owner) if measurable else None,
+        row = {"kind": res["kind"], "leak": M.mean_or_none(res["leaks"]), "target_leak": t, "retain_leak": r,
+               "recovery": M.mean_or_none(per_owner.values()) if measurable else None,
                "measurable_owners": sum(v is not None for v in per_owner.values()) if measurable else 0,
                "recovery_by_owner": per_owner, "leak_by_owner": leak["model"]}
         if res["kind"] == "model":

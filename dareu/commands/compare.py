@@ -291,6 +291,11 @@ def markdown_table(rows: dict[str, dict], methods: list[str]) -> str:
                               "noise ceiling.\n"
 
 
+def worst_recovery(per_attack: dict[str, float | None]) -> float | None:
+    """The highest recovery over the attacks that measured something (None when none did)."""
+    return max((v for v in per_attack.values() if v is not None), default=None)
+
+
 def recovery_table(rows: dict[str, dict], recovery: dict[str, dict], methods: list[str]) -> str:
     """Recovery per attack (0 = as if never trained, 1 = fully back), beside forget quality and utility."""
     attacks = list(next(iter(recovery.values())))
@@ -298,7 +303,7 @@ def recovery_table(rows: dict[str, dict], recovery: dict[str, dict], methods: li
              "|---" * (len(attacks) + 4) + "|"]
     for m in [*methods, "retain_seed2"]:
         if m in recovery:
-            worst = max((v for v in recovery[m].values() if v is not None), default=None)
+            worst = worst_recovery(recovery[m])
             name = f"_{m}_" if m not in methods else m
             lines.append(f"| {name} | {_fmt('forget_quality', rows[m]['forget_quality'])} | "
                          f"{_fmt('model_utility', rows[m]['model_utility'])} | "
@@ -319,7 +324,7 @@ def plot_recovery(rows: dict[str, dict], recovery: dict[str, dict], methods: lis
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     points = []
     for name, rec in recovery.items():
-        worst = max((v for v in rec.values() if v is not None), default=None)
+        worst = worst_recovery(rec)
         fq = rows.get(name, {}).get("forget_quality")
         if worst is None or fq is None:
             continue
