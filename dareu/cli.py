@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dareu.commands.demo", "the whole pipeline on the embedded world, ending in the comparison table"),
     "g-effect": ("dareu.commands.geffect", "G-effect of an objective on forget and retain risk"),
     "convert-gguf": ("dareu.commands.convert_gguf", "convert a GGUF model file into an HF model folder (no hub needed)"),
+    "serve": ("dareu.commands.serve", "the de-attribution service: removal requests over HTTP, run as Ray jobs"),
     "submit": ("dareu.commands.jobs", "submit any dareu command as a Ray job"),
     "status": ("dareu.commands.jobs", "status of a submitted Ray job"),
     "logs": ("dareu.commands.jobs", "logs of a submitted Ray job"),

@@ -14,6 +14,8 @@ from dareu.registry import Registry
 
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
+# A forget split cut from owner names (`dareu serve` writes them): forget-<tag> pairs with retain-<tag>.
+OWNER_SPLIT = re.compile(r"^forget-([a-z0-9][a-z0-9_.-]*)$")
 BENCHMARKS: Registry = Registry("benchmark")
 
 
@@ -256,8 +258,18 @@ def get_split(data, name: str):
     return data[name]
 
 
+def retain_of(name: str) -> str | None:
+    """The retain split that pairs with a forget split (forget10 -> retain90, forget-x -> retain-x), or None."""
+    if name in RETAIN_OF:
+        return RETAIN_OF[name]
+    m = OWNER_SPLIT.match(name)
+    return f"retain-{m.group(1)}" if m else None
+
+
 def check_forget_split(name: str) -> str:
     """The retain split that pairs with a forget split (e.g. forget10 -> retain90)."""
-    if name not in RETAIN_OF:
-        raise DareUError(f"unknown forget split {name!r}; choose one of {', '.join(FORGET_SPLITS)}")
-    return RETAIN_OF[name]
+    retain = retain_of(name)
+    if retain is None:
+        raise DareUError(f"unknown forget split {name!r}; choose one of {', '.join(FORGET_SPLITS)} "
+                         "(or forget-<tag>, a split cut from owner names)")
+    return retain

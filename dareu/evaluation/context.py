@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from dareu.data import RETAIN_OF, get_split
+from dareu.data import get_split, retain_of
 from dareu.errors import DareUError
 from dareu.evaluation.config import EvalConfig
 from dareu.evaluation.scoring import AnswerStats, score_answers
@@ -23,7 +23,7 @@ ROLES = ("forget", "retain", "real_authors", "world_facts", "holdout")
 
 def role_split(role: str, split: str) -> str:
     """The benchmark split that plays `role` for the forget split `split`."""
-    return {"forget": split, "retain": RETAIN_OF.get(split, "")}.get(role, role)
+    return {"forget": split, "retain": retain_of(split) or ""}.get(role, role)
 
 
 def row_ids(rows: list[dict]) -> list[str]:

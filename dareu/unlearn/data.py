@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from dareu.data import RETAIN_OF, get_split
+from dareu.data import get_split, retain_of
 from dareu.errors import DareUError
 from dareu.modeling import encode_qa
 from dareu.objectives import FACT_KEY, STRANGER_KEY, STRANGER_POS_KEY, TEMPLATE_KEY
@@ -29,9 +29,9 @@ def resolve_retain_split(data, split: str, retain_split: str) -> str | None:
     if retain_split == "none":
         return None
     if retain_split == "auto":
-        if split not in RETAIN_OF:
+        retain_split = retain_of(split)
+        if retain_split is None:
             raise DareUError(f"no retain split pairs with {split!r}; set data.retain_split=<split> or none")
-        retain_split = RETAIN_OF[split]
     get_split(data, retain_split)
     return retain_split
 

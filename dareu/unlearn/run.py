@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from dareu.config import from_dict, read_yaml, save_config, to_dict
-from dareu.data import RETAIN_OF, get_split, load_world
+from dareu.data import get_split, load_world, retain_of
 from dareu.errors import DareUError
 from dareu.runs import check_same_config, claim_run_dir, get_status, set_status, write_json
 from dareu.unlearn.config import run_config_class
@@ -145,7 +145,7 @@ def _probe(plan: Plan, model, tok) -> dict:
     if n <= 0:
         return {}
     out = {"forget_prob": mean_probability(model, tok, plan.data[plan.cfg.split], n)}
-    retain = plan.retain_split or RETAIN_OF.get(plan.cfg.split)
+    retain = plan.retain_split or retain_of(plan.cfg.split)
     if retain in plan.data:
         out["retain_prob"] = mean_probability(model, tok, plan.data[retain], n)
     return out
