@@ -71,3 +71,13 @@ def tiny_attributor(tiny_world, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("attributor") / "tfidf"
     assert main(["train-attributor", "--world", str(tiny_world), "--kind", "tfidf", "--out", str(out)]) in (0, 1)
     return out
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A Ray head on loopback for the module's tests (tests/ray_head.py); stopped at the module's end."""
+    from tests.ray_head import start_head, stop_head
+
+    h = start_head()
+    yield h
+    stop_head(h)

@@ -5,18 +5,11 @@ workers and the scorer are killed mid-run."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,83 +17,10 @@ import torch
 
 from dareu.errors import DareUError
 from dareu.runs import read_json
+from tests.ray_head import HEAD_CPUS, env, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-HEAD_CPUS = 4  # logical: learner 1 + two rollout workers of 0.5 + room for the scorer and the job drivers
 RUN = ["max_completion_length=12", "batch_size=8", "num_generations=4", "aux.batch_size=4", "eval_every=0"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# Ray 2.60 swaps --node-ip-address=127.0.0.1 for the machine's routable address unless it believes it
-# cannot form a multi-node cluster; this single-node head then stays on loopback end to end.
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-def _env() -> dict[str, str]:
-    # the head's processes (and so its jobs) find this venv's `dareu` and `python` first
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **LOOPBACK,
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
-@dataclass
-class Head:
-    address: str    # GCS, for ray.init
-    dashboard: str  # job server, for dareu submit/status/logs
-    proc: subprocess.Popen
-    temp: Path
-
-
-def _stop_head(head: Head) -> None:
-    """SIGTERM to our `ray start --block` stops the processes it started; anything left in its session
-    (it was started as a session leader) is killed by id. `ray stop` would stop every Ray on the machine."""
-    if head.proc.poll() is None:
-        head.proc.send_signal(signal.SIGTERM)
-        try:
-            head.proc.wait(timeout=5)  # it may drain for up to 30 s; what is left is killed below
-        except subprocess.TimeoutExpired:
-            pass
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, sid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[3])
-        except (OSError, ValueError, IndexError):
-            continue
-        if sid == head.proc.pid and pid != os.getpid():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    shutil.rmtree(head.temp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def head():
-    temp = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray puts unix sockets under it
-    port, dash = _free_port(), _free_port()
-    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-           f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--num-cpus={HEAD_CPUS}", "--num-gpus=0",
-           f"--temp-dir={temp}", "--disable-usage-stats", "--object-store-memory=300000000",
-           f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"]
-    with open(temp / "head.log", "w") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    h = Head(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", proc, temp)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(f"{h.dashboard}/api/version", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        _stop_head(h)
-        pytest.fail(f"the Ray head did not come up: {(temp / 'head.log').read_text()[-2000:]}")
-    yield h
-    _stop_head(h)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +50,7 @@ def _new_pid(actor, old: int, timeout: float = 300) -> bool:
 
 
 def _dareu(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dareu.cli", *argv], env=_env(), capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dareu.cli", *argv], env=env(), capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, check=False)
 
 
@@ -151,7 +71,7 @@ def _run_config(world, attributor, overrides):
 # -- bad input: one clear line each, never a hang ---------------------------------------------------
 
 def test_an_address_nobody_listens_on_is_one_clear_line():
-    nobody = f"http://127.0.0.1:{_free_port()}"
+    nobody = f"http://127.0.0.1:{free_port()}"
     for argv in (["submit", "--address", nobody, "--", "dareu", "unlearn", "--world", "/w", "--method", "dareu",
                   "--out", "/o"], ["status", "--address", nobody], ["logs", "JOB", "--address", nobody]):
         done = _dareu(*argv, timeout=120)
