@@ -76,8 +76,8 @@ def tiny_attributor(tiny_world, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def head():
     """A Ray head on loopback for the module's tests (tests/ray_head.py); stopped at the module's end."""
-    from tests.ray_head import start_head, stop_head
+    from tests.ray_head import start_head
 
     h = start_head()
     yield h
-    stop_head(h)
+    h.stop()

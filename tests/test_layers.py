@@ -1,6 +1,7 @@
 """The packages form layers and every import points down:
 
-    top          dareu.cli, dareu.commands.*   the command line and the workflows that combine everything
+    top          dareu.cli, dareu.commands.*,  the command line and the workflows that combine everything,
+                 dareu.service.*               and the service that runs them for removal requests
     rl           rl.*                         RL de-attribution: builds on the core and on attribution
     attribution  attribution.*                owner classifiers: build on the core
     core         dareu.* (the rest)           config, data, models, objectives, trainer, evaluation, runs
@@ -26,7 +27,7 @@ def layer(module: str) -> str | None:
     root = module.split(".")[0]
     if root not in PACKAGES:
         return None
-    if module == "dareu.cli" or module.startswith(("dareu.cli.", "dareu.commands")):
+    if module == "dareu.cli" or module.startswith(("dareu.cli.", "dareu.commands", "dareu.service")):
         return "top"
     return "core" if root == "dareu" else root
 

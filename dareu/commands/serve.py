@@ -7,6 +7,7 @@ import ipaddress
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 from dareu.errors import DareUError
@@ -29,8 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "files; on storage the cluster's nodes see (default: %(default)s)")
     p.add_argument("--token-file", default=None, help="file holding the bearer token (default: DAREU_TOKEN, else "
                    "<store>/token, created with a random token)")
-    p.add_argument("--job-cpus", type=float, default=1.0, help="CPUs each request's job reserves on the cluster: "
-                   "with N CPUs, N / job-cpus requests run at once, the rest wait in Ray's queue (default: %(default)s)")
+    p.add_argument("--max-running", type=int, default=1, help="requests on the cluster at once; the rest wait in "
+                   "the service's queue, oldest first (default: %(default)s: one 2-core machine trains one model at a "
+                   "time well; raise it on a cluster)")
+    p.add_argument("--job-cpus", type=float, default=0.0, help="CPUs the job's driver reserves on the cluster "
+                   "(default: %(default)s; the RL learner and actors reserve their own through the placement config)")
     p.epilog = EPILOG
 
 
@@ -61,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
 
     from dareu.commands.common import console
     from dareu.service.app import Service, create_app
-    from dareu.service.cluster import LOCAL_DASHBOARD, Jobs, answers, start_local_head
+    from dareu.service.cluster import LOCAL_DASHBOARD, Jobs, LocalHead, answers
     from dareu.service.store import Store
 
     say = console().print
+    if args.max_running < 1:
+        raise DareUError(f"--max-running {args.max_running}: give 1 or more")
     if not 0 < args.port < 65536:
         raise DareUError(f"--port {args.port}: give a port between 1 and 65535")
     try:
@@ -80,12 +86,16 @@ def run(args: argparse.Namespace) -> int:
     token = read_token(store_dir, args.token_file, say)
     address = args.ray_address or os.environ.get("RAY_ADDRESS")
     if address is None and not answers(LOCAL_DASHBOARD):
-        start_local_head(store_dir / "ray", say=say)
+        # its own session: it outlives a killed server (its jobs keep running), and the next server finds it here
+        LocalHead.start(dashboard_port=8265, temp=Path(tempfile.mkdtemp(prefix="dareu-ray", dir="/tmp")))
+        say(f"started a local Ray head ({LOCAL_DASHBOARD}); it keeps running after the server stops: `ray stop` "
+            "ends it")
     jobs = Jobs(address or LOCAL_DASHBOARD, args.job_cpus)
     store = Store(store_dir)
     if not loopback:
         say(f"warning: listening on {args.host}, not loopback: anyone who can reach it and holds the token can "
             "submit jobs", file=sys.stderr)
-    say(f"dareu serve: http://{args.host}:{args.port} (docs /docs), store {store.folder}, Ray {jobs.address}")
-    uvicorn.run(create_app(Service(store, jobs, token)), host=args.host, port=args.port, log_level="warning")
+    say(f"dareu serve: http://{args.host}:{args.port} (docs /docs), store {store.folder}, Ray {jobs.address}, "
+        f"{args.max_running} request(s) at a time")
+    uvicorn.run(create_app(Service(store, jobs, token, args.max_running)), host=args.host, port=args.port, log_level="warning")
     return 0

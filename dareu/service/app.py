@@ -10,9 +10,9 @@
     GET    /health                    no token needed
 
 Every endpoint but /health (and the API docs, which hold no data) needs `Authorization: Bearer <token>`.
-A background thread reconciles the store with Ray once a second: it submits queued requests (a request that
-follows another waits until that one is done), records what Ray says, and resubmits a request whose job the
-cluster lost (the job resumes from its checkpoints).
+A background thread reconciles the store with Ray once a second: it submits queued requests, oldest first, while
+fewer than `max_running` are on the cluster (a request that follows another also waits until that one is done),
+records what Ray says, and resubmits a request whose job the cluster lost (the job resumes from its checkpoints).
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ class RequestIn(BaseModel):
 class Service:
     """The store, the cluster and the reconcile loop behind the API."""
 
-    def __init__(self, store: Store, jobs, token: str, interval: float = 1.0):
+    def __init__(self, store: Store, jobs, token: str, max_running: int = 1, interval: float = 1.0):
         self.store, self.jobs, self.token, self.interval = store, jobs, token, interval
+        self.max_running = max_running
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,6 +85,8 @@ class Service:
             self._stop.wait(self.interval)
 
     def reconcile(self) -> None:
+        """One pass: follow the submitted requests, then submit queued ones, oldest first, while fewer than
+        `max_running` are on the cluster."""
         for row in self.store.list(ACTIVE):
             try:
                 with self._lock:
@@ -104,7 +107,9 @@ class Service:
                     return
                 if parent["state"] != "done":
                     return  # waits for its parent's model
-            self._submit(r)
+            on_cluster = sum(1 for x in self.store.list(ACTIVE) if x["job"] is not None)
+            if on_cluster < self.max_running:  # else it waits its turn (the list is oldest first)
+                self._submit(r)
             return
         info = self.jobs.info(r["job"])
         if info is None:  # the cluster does not know the job (it was restarted): next attempt, which resumes

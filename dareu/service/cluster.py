@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from dareu.errors import DareUError
@@ -30,33 +35,81 @@ def answers(url: str) -> bool:
         return False
 
 
-def start_local_head(folder: Path, num_cpus: int | None = None, say=print) -> subprocess.Popen:
-    """`ray start --head --block` on loopback, job server at 127.0.0.1:8265, in its own session: it outlives a
-    killed server (its jobs keep running) and the next server finds it at the same address."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ray = Path(sys.executable).parent / "ray"
-    cmd = [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-           "--dashboard-port=8265", f"--num-cpus={num_cpus or os.cpu_count() or 1}", "--num-gpus=0",
-           "--disable-usage-stats"]
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
-           "PATH": f"{ray.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with open(folder / "ray-head.log", "a") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 120
-    while not answers(LOCAL_DASHBOARD):
-        if proc.poll() is not None or time.time() > deadline:
-            raise DareUError(f"the local Ray head did not start (see {folder / 'ray-head.log'}); start one with "
-                             "`ray start --head` and pass --ray-address http://127.0.0.1:8265")
-        time.sleep(0.5)
-    say(f"started a local Ray head ({LOCAL_DASHBOARD}; log {folder / 'ray-head.log'}); it keeps running after the "
-        "server stops: `ray stop` ends it")
-    return proc
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def head_env() -> dict[str, str]:
+    """The environment of a loopback head and of its jobs: this environment's `dareu` and `python` first on PATH;
+    Ray 2.60 keeps --node-ip-address=127.0.0.1 only when it believes it cannot form a multi-node cluster."""
+    bin_dir = Path(sys.executable).parent
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@dataclass
+class LocalHead:
+    """A single-node Ray head on loopback (`ray start --head --block`, in its own session)."""
+
+    address: str    # GCS, for ray.init
+    dashboard: str  # job server
+    proc: subprocess.Popen
+    temp: Path
+
+    @classmethod
+    def start(cls, cpus: int | None = None, dashboard_port: int | None = None, temp: Path | None = None,
+              timeout: float = 180) -> LocalHead:
+        """Start a head; every port free unless `dashboard_port` is given (`dareu serve` uses 8265, where the
+        next server finds it). Its temp folder is short: Ray puts unix sockets under it."""
+        temp = Path(temp or tempfile.mkdtemp(prefix="rh", dir="/tmp"))
+        temp.mkdir(parents=True, exist_ok=True)
+        port, dash = free_port(), dashboard_port or free_port()
+        cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+               f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
+               f"--num-cpus={cpus or os.cpu_count() or 1}", "--num-gpus=0", f"--temp-dir={temp}",
+               "--disable-usage-stats", "--object-store-memory=300000000",
+               f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}"]
+        with open(temp / "head.log", "a") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(cmd, env=head_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        head = cls(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", proc, temp)
+        deadline = time.time() + timeout
+        while not answers(head.dashboard):
+            if proc.poll() is not None or time.time() > deadline:
+                head.stop(keep_log=True)
+                raise DareUError(f"the local Ray head did not start (see {temp / 'head.log'}); start one with "
+                                 "`ray start --head` and pass its job server address")
+            time.sleep(0.5)
+        return head
+
+    def stop(self, keep_log: bool = False) -> None:
+        """SIGTERM to `ray start --block` stops what it started; anything left in its session is killed by id.
+        (`ray stop` would stop every Ray on the machine.)"""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)  # it may drain for up to 30 s; what is left is killed below
+            except subprocess.TimeoutExpired:
+                pass
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, sid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[3])
+            except (OSError, ValueError, IndexError):
+                continue
+            if sid == self.proc.pid and pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if not keep_log:
+            shutil.rmtree(self.temp, ignore_errors=True)
 
 
 class Jobs:
     """Submit, inspect and stop the service's Ray jobs on one cluster."""
 
-    def __init__(self, address: str, job_cpus: float = 1.0):
+    def __init__(self, address: str, job_cpus: float = 0.0):
         from dareu.commands.jobs import client, resolve_address
 
         self.address = resolve_address(address)

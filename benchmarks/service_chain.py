@@ -1,0 +1,169 @@
+"""Requests in sequence through `dareu serve`: N removal requests, each starting from the model of the one before,
+per method, on one world. Does every request's owners go, and does the model still work after the last one?
+
+    python benchmarks/service_chain.py --world W --attributor A [--methods dareu,npo] [--requests 5] \
+        [--owners-per-request 2] [--store benchmarks/results/service_chain] [--json benchmarks/results/service_chain.json]
+
+A loopback Ray head (2 CPUs: one request runs at a time) and a `dareu serve` process are started for the run and
+stopped at its end. The chains' owners are the world's forget10 owners, in order. Every request runs with its
+method's shipped defaults. Killed? Run the same command again: the store keeps the requests, the server finds them,
+and each job continues from its last finished stage.
+
+Checks per request (the service issue's goal): every owner's attribution after <= 0.1; every owner's greedy fact
+leakage after <= the retain reference's + 0.05 (one QA in twenty); after the last request, model utility >= 0.9 x
+the original target's (measured on the same retain split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def call(url: str, token: str, method: str, path: str, body: dict | None = None):
+    req = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as res:
+            return res.status, json.loads(res.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def start_server(head, store: Path, token: str, port: int) -> subprocess.Popen:
+    from dareu.service.cluster import head_env
+
+    log = open(store.parent / f"{store.name}-serve.log", "a")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen([sys.executable, "-m", "dareu.cli", "serve", "--ray-address", head.dashboard, "--store",
+                             str(store), "--port", str(port)], env=head_env() | {"DAREU_TOKEN": token},
+                            stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"dareu serve exited; see {log.name}")
+            time.sleep(0.5)
+    sys.exit("dareu serve did not answer")
+
+
+def chain_rows(url: str, token: str, ids: list[str]) -> list[dict]:
+    rows = []
+    for i, rid in enumerate(ids, 1):
+        r = call(url, token, "GET", f"/v1/requests/{rid}")[1]
+        row = {"request": i, "id": rid, "state": r["state"], "owners": r["owners"], "error": r["error"],
+               "seconds": (r["finished"] - r["started"]) if r["finished"] and r["started"] else None,
+               "queue_seconds": r["queue_seconds"]}
+        if r["state"] == "done":
+            rec = call(url, token, "GET", f"/v1/requests/{rid}/receipt")[1]
+            owners = rec["owners"].values()
+            row |= {"attribution_after": max(o["attribution"]["after"] for o in owners),
+                    "fact_leakage_after": max(o["fact_leakage"]["after"] for o in owners),
+                    "fact_leakage_retain": max(o["fact_leakage"]["retain_reference"] for o in owners),
+                    "forget_quality": rec["forget_quality"]["after"],
+                    "utility_ratio": rec["model_utility"]["ratio_to_target"],
+                    "worst_recovery": max((v for o in owners for v in (o.get("attack_recovery") or {}).values()
+                                           if v is not None), default=None)}
+            row["owners_gone"] = (row["attribution_after"] <= 0.1
+                                  and all(o["fact_leakage"]["after"] <= o["fact_leakage"]["retain_reference"] + 0.05
+                                          for o in owners))
+        rows.append(row)
+    return rows
+
+
+def markdown(chains: dict[str, list[dict]]) -> str:
+    cols = ["attribution_after", "fact_leakage_after", "fact_leakage_retain", "forget_quality", "utility_ratio",
+            "worst_recovery", "owners_gone", "seconds"]
+    lines = ["| method | request | owners | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
+    for method, rows in chains.items():
+        for r in rows:
+            cells = [("–" if r.get(c) is None else f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]))
+                     for c in cols]
+            lines.append(f"| {method} | {r['request']} | {', '.join(r['owners'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", required=True)
+    ap.add_argument("--attributor", required=True)
+    ap.add_argument("--methods", default="dareu,npo")
+    ap.add_argument("--requests", type=int, default=5)
+    ap.add_argument("--owners-per-request", type=int, default=2)
+    ap.add_argument("--attacks", default="relearn,quant4,paraphrase,prefix", help="attacks of every receipt ('' = none)")
+    ap.add_argument("--store", default="benchmarks/results/service_chain")
+    ap.add_argument("--json", default="benchmarks/results/service_chain.json")
+    args = ap.parse_args(argv)
+
+    from dareu.data import load_world
+    from dareu.service.cluster import LocalHead, free_port
+
+    store = Path(args.store).resolve()
+    store.parent.mkdir(parents=True, exist_ok=True)
+    plan_file = store.parent / f"{store.name}-plan.json"
+    plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {"token": secrets.token_hex(16), "chains": {}}
+    world = str(Path(args.world).resolve())
+    forget = list(dict.fromkeys(load_world(world)["forget10"]["owner"]))
+    need = args.requests * args.owners_per_request
+    if len(forget) < need:
+        sys.exit(f"forget10 has {len(forget)} owners; {args.requests} x {args.owners_per_request} need {need}")
+    head = LocalHead.start(cpus=2)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(head, store, plan["token"], port)
+    start = time.time()
+    try:
+        for method in args.methods.split(","):
+            if method in plan["chains"]:
+                continue  # submitted by an earlier run: the store has it
+            ids, follows = [], None
+            for i in range(args.requests):
+                owners = forget[i * args.owners_per_request:(i + 1) * args.owners_per_request]
+                body = {"world": world, "owners": owners, "method": method, "follows": follows,
+                        "attacks": [a for a in args.attacks.split(",") if a]}
+                if method == "dareu":
+                    body["attributor"] = str(Path(args.attributor).resolve())
+                status, r = call(url, plan["token"], "POST", "/v1/requests", body)
+                if status != 201:
+                    sys.exit(f"request refused ({status}): {r['detail']}")
+                ids.append(r["id"])
+                follows = r["id"]
+            plan["chains"][method] = ids
+            plan_file.write_text(json.dumps(plan, indent=1))
+        while True:
+            states = [call(url, plan["token"], "GET", f"/v1/requests/{i}")[1] for ids in plan["chains"].values()
+                      for i in ids]
+            print(f"[{time.time() - start:.0f}s] " + " ".join(f"{s['id'][:5]}:{s['state']}/{s['stage']}" for s in states),
+                  flush=True)
+            if all(s["state"] in ("done", "failed", "cancelled") for s in states):
+                break
+            time.sleep(30)
+        chains = {m: chain_rows(url, plan["token"], ids) for m, ids in plan["chains"].items()}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        head.stop()
+    result = {"world": world, "requests": args.requests, "owners_per_request": args.owners_per_request,
+              "chains": chains,
+              "goal": {m: {"every_request_owners_gone": all(r.get("owners_gone") for r in rows),
+                           "final_utility_ratio": rows[-1].get("utility_ratio")} for m, rows in chains.items()}}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print(markdown(chains))
+    print(json.dumps(result["goal"], indent=1))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
