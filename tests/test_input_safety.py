@@ -343,3 +343,17 @@ def test_compare_rows_with_a_seed_are_the_method_with_that_seed_and_a_bad_seed_i
     assert method_seed("dareu@2") == ("dareu", ["seed=2"])
     with pytest.raises(DareUError, match="after @ comes a seed"):
         method_seed("dareu@two")
+
+
+def test_serve_refuses_a_store_that_holds_other_files_and_a_short_token_before_listening(tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["serve", "--store", str(mine), "--ray-address", "http://127.0.0.1:9"]) == 2
+    assert "is not empty and holds no request store" in _one_line_error(capsys)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    monkeypatch.setenv("DAREU_TOKEN", "short")
+    assert main(["serve", "--store", str(tmp_path / "s"), "--ray-address", "http://127.0.0.1:9"]) == 2
+    assert "shorter than 16 characters" in _one_line_error(capsys)
+    assert main(["serve", "--store", str(tmp_path / "s"), "--max-running", "0"]) == 2
+    assert "--max-running 0: give 1 or more" in _one_line_error(capsys)
