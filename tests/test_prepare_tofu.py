@@ -240,3 +240,24 @@ def test_attacks_run_on_the_tofu_world_without_a_fact_column(tofu_world, tmp_pat
     raw = json.loads((out / "raw" / "none.json").read_text())
     assert any(0 < v < 1 for v in raw["leaks"])                      # ROUGE recall, not a 0/1 fact match
     assert report["results"]["none"]["recovery"] == pytest.approx(1.0)
+
+
+def test_a_removal_request_cuts_an_authors_split_and_trains_its_reference_with_the_tofu_recipe(tofu_world, tmp_path):
+    from dareu.data import load_world
+    from dareu.runs import read_json
+    from dareu.service.owners import build_request_world, owners_of
+    from dareu.service.reference import ensure_reference
+
+    out, _ = tofu_world
+    owners = owners_of(load_world(out))
+    gone = owners[0]  # a retain author: any trained owner can be removed, not only a pre-made split
+    world, split = build_request_world(out, [gone], [], tmp_path / "request")
+    data = load_world(world)
+    retain = "retain-" + split.removeprefix("forget-")
+    assert set(data[split]["owner"]) == {gone} and len(data[split]) == Q
+    assert gone not in set(data[retain]["owner"]) and len(data[retain]) == len(owners) * Q - Q
+    ref = ensure_reference(out, world, split, [gone], tmp_path / "refs")
+    stamp = read_json(ref / "dareu_stamp.json")
+    replayed = len(read_json(out / "replay" / "replay.json")["pairs"])
+    assert stamp["splits"] == [retain] and stamp["qa"] == len(data[retain]) + replayed  # the world's recipe
+    assert ensure_reference(out, world, split, [gone], tmp_path / "refs") == ref  # cached per owner set

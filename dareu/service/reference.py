@@ -48,7 +48,7 @@ def ensure_reference(source: Path, request_world: Path, split: str, removed: lis
             replay = source / "replay"
             _train_job(job | {"data": str(request_world / "data"), "cfg": {k: v for k, v in saved.items()
                                                                           if k not in ("benchmark", "data", "model")},
-                              "replay": str(replay) if (replay / STAMP).is_file() else ""})
+                              "replay": str(replay) if saved.get("replay") and (replay / STAMP).is_file() else ""})
         else:
             from dareu.prepare import _train_job
 
