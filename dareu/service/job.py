@@ -85,6 +85,8 @@ def fulfil(folder: Path) -> dict:
     progress.stage("unlearn")
     model_dir = unlearned(req, world, split, folder / "run")
     progress.stage("after")
+    if (folder / "run" / "eval" / "eval.json").is_file() and not (folder / "after" / "eval.json").is_file():
+        shutil.copytree(folder / "run" / "eval", folder / "after", dirs_exist_ok=True)  # DareU's own final eval
     after = evaluated(str(model_dir), world, split, folder / "after", attributor)
     progress.stage("target")
     if Path(req["model"]).resolve() == Path(req["target"]).resolve():
