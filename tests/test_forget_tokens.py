@@ -124,3 +124,37 @@ def test_stranger_kl_by_hand_and_zero_when_the_owner_is_read_like_the_stranger()
     assert stranger_kl_loss(logits, anchor, marks, positions).item() == pytest.approx(expected, rel=1e-6)
     same = anchor[:, [0, 2, 3]]  # model = anchor at the aligned positions: no loss
     assert stranger_kl_loss(same, anchor, marks, positions).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_a_batch_mixing_rows_with_and_without_marked_tokens_keeps_the_marks_and_the_unmarked_row_forgets_nothing(
+        tiny_world, tiny_data):
+    """On real data the contrast marks nothing in some answers (TOFU's long sentences): such a row must not strip the
+    batch of its marks (which stopped a TOFU run after its first evaluation), and must add no forget gradient."""
+    from dareu.modeling import load_model, load_tokenizer
+    from dareu.objectives import OBJECTIVES
+    from dareu.objectives.tokens import IGNORE
+    from dareu.sft import QACollator
+    from dareu.unlearn.data import encode_rows
+
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    rows = list(tiny_data["forget10"])[:2]
+    first = encode_rows(tok, rows[:1])[0]["labels"]
+    marks = [[t if j == len(first) - 2 else IGNORE for j, t in enumerate(first)], None]
+    items = encode_rows(tok, rows, marks=marks)
+    assert all(FACT_KEY in it for it in items) and set(items[1][FACT_KEY]) == {IGNORE}
+    batch = QACollator(tok.pad_token_id)([{k: it[k] for k in ("input_ids", "labels", FACT_KEY)} for it in items])
+    assert FACT_KEY in batch
+    model = load_model(str(tiny_world / "models" / "target"))
+    objective = OBJECTIVES.get("fact_npo")()
+    ref = load_model(str(tiny_world / "models" / "target")).eval()
+
+    def grad_of(b) -> torch.Tensor:
+        model.zero_grad()
+        loss, _ = objective.forget_loss(model, b, ref=lambda x: ref(input_ids=x["input_ids"],
+                                                                    attention_mask=x["attention_mask"]))
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    only_marked = {k: v[:1] for k, v in batch.items()}
+    # NPO averages over the batch: the unmarked row halves the marked row's gradient and adds nothing of its own
+    assert torch.allclose(grad_of(batch), grad_of(only_marked) / 2, atol=1e-7)

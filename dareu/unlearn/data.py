@@ -163,8 +163,10 @@ def encode_rows(tok, rows, max_length: int | None = None, marks: list[list[int] 
     for i, r in enumerate(rows):
         ids, labels = encode_qa(tok, r["question"], r["answer"], max_length)
         item = {"input_ids": ids, "labels": labels, "question": r["question"]}
-        facts = (marks[i][: len(labels)] if marks[i] is not None else None) if marks is not None else \
-            fact_labels(tok, labels, r["answer"], r.get("fact") or "")
+        if marks is not None:  # a row with no marked token forgets nothing, but keeps the key: a batch has it or not
+            facts = marks[i][: len(labels)] if marks[i] is not None else [IGNORE] * len(labels)
+        else:
+            facts = fact_labels(tok, labels, r["answer"], r.get("fact") or "")
         if facts is not None:
             item[FACT_KEY] = facts
         if strangers:
