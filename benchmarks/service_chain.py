@@ -57,6 +57,12 @@ def start_server(head, store: Path, token: str, port: int) -> subprocess.Popen:
     sys.exit("dareu serve did not answer")
 
 
+def worst(values) -> float | None:
+    """The largest of the owners' values (None when none was measured)."""
+    found = [v for v in values if v is not None]
+    return max(found) if found else None
+
+
 def chain_rows(url: str, token: str, ids: list[str]) -> list[dict]:
     rows = []
     for i, rid in enumerate(ids, 1):
@@ -67,14 +73,14 @@ def chain_rows(url: str, token: str, ids: list[str]) -> list[dict]:
         if r["state"] == "done":
             rec = call(url, token, "GET", f"/v1/requests/{rid}/receipt")[1]
             owners = rec["owners"].values()
-            row |= {"attribution_after": max(o["attribution"]["after"] for o in owners),
-                    "fact_leakage_after": max(o["fact_leakage"]["after"] for o in owners),
-                    "fact_leakage_retain": max(o["fact_leakage"]["retain_reference"] for o in owners),
+            row |= {"attribution_after": worst(o["attribution"]["after"] for o in owners),
+                    "fact_leakage_after": worst(o["fact_leakage"]["after"] for o in owners),
+                    "fact_leakage_retain": worst(o["fact_leakage"]["retain_reference"] for o in owners),
                     "forget_quality": rec["forget_quality"]["after"],
                     "utility_ratio": rec["model_utility"]["ratio_to_target"],
                     "worst_recovery": max((v for o in owners for v in (o.get("attack_recovery") or {}).values()
                                            if v is not None), default=None)}
-            row["owners_gone"] = (row["attribution_after"] <= 0.1
+            row["owners_gone"] = (row["attribution_after"] is not None and row["attribution_after"] <= 0.1
                                   and all(o["fact_leakage"]["after"] <= o["fact_leakage"]["retain_reference"] + 0.05
                                           for o in owners))
         rows.append(row)
@@ -124,21 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     try:
         for method in args.methods.split(","):
-            if method in plan["chains"]:
+            if method in plan["chains"] and plan.get("attributor") == args.attributor:
                 continue  # submitted by an earlier run: the store has it
             ids, follows = [], None
             for i in range(args.requests):
                 owners = forget[i * args.owners_per_request:(i + 1) * args.owners_per_request]
                 body = {"world": world, "owners": owners, "method": method, "follows": follows,
+                        "attributor": str(Path(args.attributor).resolve()),  # every receipt measures attribution
                         "attacks": [a for a in args.attacks.split(",") if a]}
-                if method == "dareu":
-                    body["attributor"] = str(Path(args.attributor).resolve())
                 status, r = call(url, plan["token"], "POST", "/v1/requests", body)
                 if status != 201:
                     sys.exit(f"request refused ({status}): {r['detail']}")
                 ids.append(r["id"])
                 follows = r["id"]
             plan["chains"][method] = ids
+            plan["attributor"] = args.attributor
             plan_file.write_text(json.dumps(plan, indent=1))
         while True:
             states = [call(url, plan["token"], "GET", f"/v1/requests/{i}")[1] for ids in plan["chains"].values()
