@@ -57,6 +57,24 @@ def start_server(head, store: Path, token: str, port: int) -> subprocess.Popen:
     sys.exit("dareu serve did not answer")
 
 
+def overrides(pairs: list[str], method: str) -> dict:
+    """The nested config of `method` from METHOD:a.b=value pairs (values read as YAML)."""
+    import yaml
+
+    out: dict = {}
+    for pair in pairs:
+        who, _, kv = pair.partition(":")
+        if who != method:
+            continue
+        key, _, value = kv.partition("=")
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    return out
+
+
 def worst(values) -> float | None:
     """The largest of the owners' values (None when none was measured)."""
     found = [v for v in values if v is not None]
@@ -107,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=5)
     ap.add_argument("--owners-per-request", type=int, default=2)
     ap.add_argument("--attacks", default="relearn,quant4,paraphrase,prefix", help="attacks of every receipt ('' = none)")
+    ap.add_argument("--set", action="append", default=[], metavar="METHOD:key=value",
+                    help="a config override of one method's requests, e.g. dareu:max_steps=100 (repeatable)")
     ap.add_argument("--store", default="benchmarks/results/service_chain")
     ap.add_argument("--json", default="benchmarks/results/service_chain.json")
     args = ap.parse_args(argv)
@@ -137,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 owners = forget[i * args.owners_per_request:(i + 1) * args.owners_per_request]
                 body = {"world": world, "owners": owners, "method": method, "follows": follows,
                         "attributor": str(Path(args.attributor).resolve()),  # every receipt measures attribution
-                        "attacks": [a for a in args.attacks.split(",") if a]}
+                        "attacks": [a for a in args.attacks.split(",") if a], "config": overrides(args.set, method)}
                 status, r = call(url, plan["token"], "POST", "/v1/requests", body)
                 if status != 201:
                     sys.exit(f"request refused ({status}): {r['detail']}")
@@ -159,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(timeout=30)
         head.stop()
-    result = {"world": world, "requests": args.requests, "owners_per_request": args.owners_per_request,
+    result = {"world": world, "requests": args.requests, "owners_per_request": args.owners_per_request, "set": args.set,
               "chains": chains,
               "goal": {m: {"every_request_owners_gone": all(r.get("owners_gone") for r in rows),
                            "final_utility_ratio": rows[-1].get("utility_ratio")} for m, rows in chains.items()}}
