@@ -161,6 +161,7 @@ def test_each_bad_input_gets_a_4xx_naming_the_problem_and_submits_nothing(first,
         ({"world": "/no/such/world"}, 400, "/no/such/world"),
         ({"method": "dareu"}, 400, "needs an attributor"),
         ({"attacks": ["relearnn"]}, 400, "relearnn"),
+        ({"utility_floor": 1.5}, 400, "utility_floor 1.5"),
         ({"follows": "r9999-000000"}, 404, "no such request"),
         ({"follows": first["id"], "owners": [first["owners"][0]]}, 409, "already removed"),
     ]
@@ -188,7 +189,8 @@ def test_a_follow_up_starts_from_the_earlier_model_and_survives_a_killed_server(
     done = wait_for(service, r["id"], ("done", "failed"))
     assert done["state"] == "done" and done["attempts"] == 1, done  # found again, not resubmitted
     receipt = call(service, "GET", f"/v1/requests/{r['id']}/receipt")[1]
-    assert receipt["start_model"] == str(Path(first["folder"]) / "run" / "model")
+    assert receipt["start_model"] == str(Path(first["folder"]) / "model")  # the model the first one delivered
+    assert (Path(first["folder"]) / "model").resolve() == Path(first["folder"]) / "run" / "model"  # NPO: its final
     assert receipt["owners_removed_before"] == first["owners"]
     # utility is measured against the original target (on this request's retain split), not the model it started from
     target_eval = Path(done["folder"]) / "target"

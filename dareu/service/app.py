@@ -57,6 +57,8 @@ class RequestIn(BaseModel):
                                                   "without every owner removed so far (cached per owner set).")
     attacks: list[str] | None = Field(None, description="Attacks for the receipt's recovery (default: relearn, "
                                                         "quant4, paraphrase, prefix; [] = none).")
+    utility_floor: float = Field(0.95, description="dareu delivers its best checkpoint whose model utility stays >= "
+                                                   "this x the original target's (else its final model).")
 
 
 class Service:

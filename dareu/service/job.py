@@ -5,9 +5,11 @@ Stages, each cached in the request folder so a killed or resubmitted job continu
     world      the request world: forget-<tag> = the owners' QA (dareu/service/owners.py)
     reference  the retain model trained without every removed owner (cached per owner set)
     before     `dareu eval` of the start model on the owners' QA
-    unlearn    `dareu unlearn` (DareU or a baseline) from the start model; resumes from its checkpoint
-    after      `dareu eval` of the unlearned model
     target     the original target's model utility (a chain's utility is measured against it)
+    unlearn    `dareu unlearn` (DareU or a baseline) from the start model; resumes from its checkpoint.
+               The delivered model (`model`, a link): DareU's best checkpoint whose utility stays >=
+               utility_floor x the original target's, else the final model
+    after      `dareu eval` of the delivered model
     attacks    `dareu attack` of the unlearned model (recovery per owner), when the request asks for attacks
     receipt    receipt.json and receipt.md
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from dareu.runs import get_status, read_json, running, set_status, write_json
 
-STAGES = ["world", "reference", "before", "unlearn", "after", "target", "attacks", "receipt"]
+STAGES = ["world", "reference", "before", "target", "unlearn", "after", "attacks", "receipt"]
 
 
 class Progress:
@@ -50,19 +52,22 @@ def evaluated(model: str, world: Path, split: str, out: Path, attributor, metric
     return run_eval(model, str(world), split, out, attributor, cfg=cfg, overwrite=True)
 
 
-def unlearned(req: dict, world: Path, split: str, run_dir: Path) -> Path:
-    """The unlearning run: started, resumed from its last checkpoint, or already done."""
+def unlearned(req: dict, world: Path, split: str, run_dir: Path, floor: float) -> Path:
+    """The unlearning run (started, resumed from its last checkpoint, or already done); returns the model it
+    delivers. DareU keeps its best checkpoint whose utility stays >= `floor` x the start model's (its
+    utility_floor) beside the final model, and delivers that checkpoint when there is one."""
     from dareu.service.spec import unlearn_config
 
+    config = req["config"] | ({"utility_floor": floor} if req["method"] == "dareu" else {})
     if get_status(run_dir)["state"] != "done":
-        cfg = unlearn_config(req["method"], str(world), split, req["model"], req["attributor"], req["config"])
+        cfg = unlearn_config(req["method"], str(world), split, req["model"], req["attributor"], config)
         resume = any((run_dir / "checkpoints").glob("checkpoint-*"))  # else nothing worth keeping
         if req["method"] == "dareu":
             from rl.launch import run_unlearn
         else:
             from dareu.unlearn import run_unlearn
         run_unlearn(cfg, run_dir, overwrite=run_dir.exists() and not resume, resume=resume)
-    return run_dir / "model"
+    return run_dir / "best" if (run_dir / "best.json").is_file() else run_dir / "model"
 
 
 def fulfil(folder: Path) -> dict:
@@ -82,18 +87,24 @@ def fulfil(folder: Path) -> dict:
     attributor = load_attributor(req["attributor"]) if req["attributor"] else None
     progress.stage("before")
     before = evaluated(req["model"], world, split, folder / "before", attributor)
-    progress.stage("unlearn")
-    model_dir = unlearned(req, world, split, folder / "run")
-    progress.stage("after")
-    if (folder / "run" / "eval" / "eval.json").is_file() and not (folder / "after" / "eval.json").is_file():
-        shutil.copytree(folder / "run" / "eval", folder / "after", dirs_exist_ok=True)  # DareU's own final eval
-    after = evaluated(str(model_dir), world, split, folder / "after", attributor)
     progress.stage("target")
     if Path(req["model"]).resolve() == Path(req["target"]).resolve():
         target_utility = before["model_utility"]["agg_value"]
     else:
         target_utility = evaluated(req["target"], world, split, folder / "target", None,
                                    ["model_utility"])["model_utility"]["agg_value"]
+    progress.stage("unlearn")
+    # a chain's utility floor is the original target's, not the start model's: it does not compound
+    floor = min(1.0, req["utility_floor"] * target_utility / max(before["model_utility"]["agg_value"], 1e-9))
+    model_dir = unlearned(req, world, split, folder / "run", floor)
+    delivered = folder / "model"
+    if not delivered.exists():
+        delivered.symlink_to(model_dir.relative_to(folder))  # what a request that follows this one starts from
+    progress.stage("after")
+    final_eval = folder / "run" / "eval" / "eval.json"
+    if model_dir.name == "model" and final_eval.is_file() and not (folder / "after" / "eval.json").is_file():
+        shutil.copytree(final_eval.parent, folder / "after", dirs_exist_ok=True)  # DareU's own final eval
+    after = evaluated(str(delivered), world, split, folder / "after", attributor)
     progress.stage("attacks")
     attacks = None
     if req["attacks"]:
@@ -104,13 +115,14 @@ def fulfil(folder: Path) -> dict:
             from dareu.attacks.run import Attacker
 
             attacker = Attacker(str(world), split, AttackConfig(attacks=req["attacks"]), attributor)
-            attacks = attacker.summary(str(model_dir), folder / "attacks")
+            attacks = attacker.summary(str(delivered), folder / "attacks")
             write_json(folder / "attacks.json", attacks)
     progress.stage("receipt")
     rows = list(get_split(load_world(world), split))
     owner_of = dict(zip(row_ids(rows), (r["owner"] for r in rows), strict=True))
     reference = read_json(world / "eval" / f"retain-{split}" / "eval.json")
-    result = receipt.build(req, owner_of, before, after, reference, target_utility, attacks, str(model_dir))
+    result = receipt.build(req, owner_of, before, after, reference, target_utility, attacks, str(delivered),
+                           read_json(folder / "run" / "best.json") if model_dir.name == "best" else None)
     write_json(folder / "receipt.json", result)
     (folder / "receipt.md").write_text(receipt.markdown(result))
     progress.stage("done")

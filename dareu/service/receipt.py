@@ -43,8 +43,8 @@ def agg(logs: dict, metric: str) -> float | None:
 
 
 def build(request: dict, owner_of: dict[str, str], before: dict, after: dict, reference: dict,
-          target_utility: float | None, attacks: dict | None, model_dir: str) -> dict:
-    """The receipt dict (receipt.json)."""
+          target_utility: float | None, attacks: dict | None, model_dir: str, best: dict | None = None) -> dict:
+    """The receipt dict (receipt.json); `best` is DareU's best.json when the delivered model is that checkpoint."""
     owners = {}
     for o in request["owners"]:
         row: dict = {}
@@ -63,6 +63,8 @@ def build(request: dict, owner_of: dict[str, str], before: dict, after: dict, re
         "request": request["id"], "world": request["world"], "method": request["method"],
         "follows": request.get("follows"), "owners_removed_before": request["removed"],
         "model": model_dir, "start_model": request["model"], "owners": owners,
+        "delivered": f"checkpoint of step {best['step']} (best forget quality above the utility floor)" if best
+        else "the final model",
         "forget_quality": {"before": agg(before, "forget_quality"), "after": agg(after, "forget_quality")},
         "model_utility": {"before": agg(before, "model_utility"), "after": utility, "original_target": target_utility,
                           "ratio_to_target": (utility / target_utility) if utility is not None and target_utility
@@ -81,7 +83,7 @@ def markdown(r: dict) -> str:
     mu = r["model_utility"]
     lines = [f"# Removal receipt {r['request']}", "",
              f"- world: `{r['world']}`; method: {r['method']}" + (f"; follows {r['follows']}" if r["follows"] else ""),
-             f"- the model without these owners: `{r['model']}` (started from `{r['start_model']}`)",
+             f"- the model without these owners: `{r['model']}`, {r['delivered']} (started from `{r['start_model']}`)",
              (f"- model utility {_f(mu['before'])} -> {_f(mu['after'])}; the original target's {_f(mu['original_target'])}"
              f" (ratio {_f(mu['ratio_to_target'])})"),
              (f"- forget quality (all owners of this request, against a retain model that never saw them) "

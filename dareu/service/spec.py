@@ -39,6 +39,7 @@ class Body:
     follows: str | None = None
     reference: str = "retrain"
     attacks: list[str] | None = None
+    utility_floor: float = 0.95
 
 
 def unlearn_config(method: str, world: str, split: str, model: str, attributor: str, config: dict):
@@ -95,7 +96,7 @@ def resolve(body: Body, store) -> dict:
         raise RequestError(str(err), 409 if "already removed" in str(err) else 400) from None
     # the start model: the parent's output (checked when the parent ends), else a model that loads
     if parent is not None:
-        model = str(Path(parent["folder"]) / "run" / "model")
+        model = str(Path(parent["folder"]) / "model")  # the model it delivers (dareu/service/job.py)
     else:
         model = str(Path(body.model).expanduser().resolve()) if body.model else str(world / "models" / "target")
         model = resolve_model_dir(model)
@@ -122,6 +123,9 @@ def resolve(body: Body, store) -> dict:
                            "`dareu train-attributor` on this world")
     # the method and its config: every key and value checked as `dareu unlearn` checks them
     unlearn_config(body.method, str(world), "forget-check", model, attributor, body.config)
+    if not 0 < body.utility_floor <= 1:
+        raise RequestError(f"utility_floor {body.utility_floor}: give a fraction of the original target's utility in "
+                           "(0, 1]")
     if body.reference not in REFERENCES:
         raise RequestError(f"reference {body.reference!r}: choose one of {', '.join(REFERENCES)} (a retain model "
                            "trained without the removed owners)")
@@ -131,4 +135,5 @@ def resolve(body: Body, store) -> dict:
     return {"world": str(world), "owners": list(body.owners), "removed": removed, "method": body.method,
             "model": model, "target": str(world / "models" / "target"), "attributor": attributor,
             "config": body.config, "follows": body.follows, "reference": body.reference, "attacks": attacks,
+            "utility_floor": body.utility_floor,
             "data_key": world_data_key(world)}
