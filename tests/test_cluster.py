@@ -144,7 +144,10 @@ def test_unsatisfiable_placement_is_an_error_not_a_hang(connected):
             late.reserve()
         assert late.pools[0].group is None
     finally:
-        remove_placement_group(holder)
+        remove_placement_group(holder)  # asynchronous: wait until the next test can have the CPUs again
+        deadline = time.time() + 60
+        while ray.available_resources().get("CPU", 0) < HEAD_CPUS and time.time() < deadline:
+            time.sleep(0.2)
 
 
 # -- rollout workers and weight sync --------------------------------------------------------------
