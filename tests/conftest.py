@@ -76,8 +76,9 @@ def tiny_attributor(tiny_world, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def head():
     """A Ray head on loopback for the module's tests (tests/ray_head.py); stopped at the module's end."""
-    from tests.ray_head import start_head
+    from dareu.service.cluster import LocalHead
+    from tests.ray_head import HEAD_CPUS
 
-    h = start_head()
+    h = LocalHead.start(HEAD_CPUS)
     yield h
     h.stop()

@@ -107,13 +107,24 @@ def client(address: str | None):
         raise DareUError(f"cannot use Ray address {url!r}: {str(err).splitlines()[0]}") from None
 
 
-def _job_info(c, job: str, url: str):
+def find_job(c, job: str):
+    """The job's JobDetails, or None when the job server does not know it."""
     try:
         return c.get_job_info(job)
     except RuntimeError as err:
         if "does not exist" in str(err) or "404" in str(err):
-            raise DareUError(f"no job {job!r} on {url}; list the jobs with `dareu status --address {url}`") from None
+            return None
+        raise
+
+
+def _job_info(c, job: str, url: str):
+    try:
+        info = find_job(c, job)
+    except RuntimeError as err:
         raise DareUError(f"job server at {url}: {str(err).splitlines()[0]}") from None
+    if info is None:
+        raise DareUError(f"no job {job!r} on {url}; list the jobs with `dareu status --address {url}`")
+    return info
 
 
 def _flag(address: str | None) -> str:

@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from dareu.commands.common import console
+    from dareu.commands.jobs import DEFAULT_ADDRESS as LOCAL_DASHBOARD  # where `ray start --head` serves jobs
     from dareu.service.app import Service, create_app
-    from dareu.service.cluster import LOCAL_DASHBOARD, Jobs, LocalHead, answers
+    from dareu.service.cluster import Jobs, LocalHead, answers
     from dareu.service.store import Store
 
     say = console().print

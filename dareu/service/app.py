@@ -67,6 +67,7 @@ class Service:
     def __init__(self, store: Store, jobs, token: str, max_running: int = 1, interval: float = 1.0):
         self.store, self.jobs, self.token, self.interval = store, jobs, token, interval
         self.max_running = max_running
+        self._on_cluster = 0  # requests with a Ray job, counted at the start of each reconcile pass
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,7 +90,9 @@ class Service:
     def reconcile(self) -> None:
         """One pass: follow the submitted requests, then submit queued ones, oldest first, while fewer than
         `max_running` are on the cluster."""
-        for row in self.store.list(ACTIVE):
+        rows = self.store.list(ACTIVE)
+        self._on_cluster = sum(1 for r in rows if r["job"] is not None)
+        for row in rows:
             try:
                 with self._lock:
                     current = self.store.get(row["id"])
@@ -109,9 +112,9 @@ class Service:
                     return
                 if parent["state"] != "done":
                     return  # waits for its parent's model
-            on_cluster = sum(1 for x in self.store.list(ACTIVE) if x["job"] is not None)
-            if on_cluster < self.max_running:  # else it waits its turn (the list is oldest first)
+            if self._on_cluster < self.max_running:  # else it waits its turn (the list is oldest first)
                 self._submit(r)
+                self._on_cluster += 1
             return
         info = self.jobs.info(r["job"])
         if info is None:  # the cluster does not know the job (it was restarted): next attempt, which resumes
@@ -157,16 +160,16 @@ def training_progress(run_dir: Path) -> dict:
     """Step, planned steps and the logged curves, from the run's latest checkpoint (HF Trainer's trainer_state.json,
     or the PPO loop's log_history.json)."""
     checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    latest = checkpoints[-1] if checkpoints else None
+    state = read_json(latest / "trainer_state.json") if latest and (latest / "trainer_state.json").is_file() else {}
     if (run_dir / "trainer_log.json").is_file():
         history = read_json(run_dir / "trainer_log.json")
-    elif checkpoints and (checkpoints[-1] / "trainer_state.json").is_file():
-        history = read_json(checkpoints[-1] / "trainer_state.json").get("log_history", [])
-    elif checkpoints and (checkpoints[-1] / "log_history.json").is_file():
-        history = read_json(checkpoints[-1] / "log_history.json")
+    elif state:
+        history = state.get("log_history", [])
+    elif latest and (latest / "log_history.json").is_file():
+        history = read_json(latest / "log_history.json")
     else:
         return {"step": 0}
-    state = read_json(checkpoints[-1] / "trainer_state.json") if checkpoints and \
-        (checkpoints[-1] / "trainer_state.json").is_file() else {}
     steps = [e["step"] for e in history if isinstance(e.get("step"), int)]
     curves = [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in history if "step" in e]
     return {"step": max(steps, default=0), "max_steps": state.get("max_steps"), "curves": curves[-200:]}

@@ -8,7 +8,6 @@ request is never submitted twice and never lost.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -20,11 +19,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from dareu.commands.jobs import entrypoint, find_job
 from dareu.errors import DareUError
 
 # Ray job status -> request state (STOPPED is "cancelled" when we stopped it, else the job failed)
 STATES = {"PENDING": "queued", "RUNNING": "running", "SUCCEEDED": "done", "FAILED": "failed", "STOPPED": "failed"}
-LOCAL_DASHBOARD = "http://127.0.0.1:8265"
 
 
 def answers(url: str) -> bool:
@@ -121,8 +120,7 @@ class Jobs:
         cluster sees). Already submitted under that id: nothing to do."""
         if self.info(job) is not None:
             return
-        command = f"PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\" " \
-                  f"{shlex.quote(sys.executable)} -m dareu.service.job {shlex.quote(str(folder))}"
+        command = entrypoint([sys.executable, "-m", "dareu.service.job", str(folder)])
         self.client.submit_job(entrypoint=command, submission_id=job, entrypoint_num_cpus=self.job_cpus,
                                runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
                                metadata={"dareu": "request", "folder": str(folder)})
@@ -130,12 +128,7 @@ class Jobs:
     def info(self, job: str):
         """Ray's JobDetails of `job`, or None when the cluster does not know it (never submitted, or the cluster
         was restarted)."""
-        try:
-            return self.client.get_job_info(job)
-        except RuntimeError as err:
-            if "does not exist" in str(err) or "404" in str(err):
-                return None
-            raise
+        return find_job(self.client, job)
 
     def stop(self, job: str) -> None:
         try:

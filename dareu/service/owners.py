@@ -58,7 +58,7 @@ def check_owners(data, owners: list[str], removed: list[str] = ()) -> None:
         sample = ", ".join(list(known)[:3])
         raise DareUError(f"owner {unknown[0]!r} is not in this world (its trained owners are e.g. {sample}; "
                          "GET /v1/owners?world=... lists them)")
-    again = [o for o in owners if o in set(removed)]
+    again = [o for o in owners if o in removed]
     if again:
         raise DareUError(f"owner {again[0]!r} was already removed by an earlier request in this chain")
 
@@ -70,9 +70,9 @@ def owner_tag(owners: list[str]) -> str:
 
 def owner_splits(data, owners: list[str], removed: list[str] = ()) -> tuple[list[dict], list[dict]]:
     """(forget rows, retain rows): the owners' QA, and the QA of every other trained owner not removed before."""
-    gone = set(owners) | set(removed)
+    mine, gone = set(owners), set(owners) | set(removed)
     rows = trained_rows(data)
-    return [r for r in rows if r["owner"] in set(owners)], [r for r in rows if r["owner"] not in gone]
+    return [r for r in rows if r["owner"] in mine], [r for r in rows if r["owner"] not in gone]
 
 
 def build_request_world(world: str | Path, owners: list[str], removed: list[str], out: str | Path) -> tuple[Path, str]:

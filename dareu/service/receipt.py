@@ -15,25 +15,24 @@ OWNER_COLUMNS = [("attribution", "forget_attribution", "score"), ("fact_leakage"
                  ("forget_rouge", "forget_rouge", "rougeL_recall"), ("fluency", "fluency", "score")]
 
 
-def per_owner(logs: dict, owner_of: dict[str, str], metric: str, key: str) -> dict[str, float | None]:
-    """Mean of `metric`'s per-sample `key` over each owner's QA."""
-    by_owner: dict[str, list[float]] = {}
+def grouped(logs: dict, owner_of: dict[str, str], metric: str, key: str) -> dict[str, list[float]]:
+    """`metric`'s per-sample `key`, grouped by the owner of each QA."""
+    out: dict[str, list[float]] = {}
     for qa, value in (logs.get(metric) or {}).get("value_by_index", {}).items():
         if qa in owner_of and isinstance(value, dict) and value.get(key) is not None:
-            by_owner.setdefault(owner_of[qa], []).append(float(value[key]))
-    return {o: M.mean_or_none(by_owner.get(o, [])) for o in dict.fromkeys(owner_of.values())}
+            out.setdefault(owner_of[qa], []).append(float(value[key]))
+    return out
+
+
+def per_owner(logs: dict, owner_of: dict[str, str], metric: str, key: str) -> dict[str, float | None]:
+    """Mean of `metric`'s per-sample `key` over each owner's QA."""
+    groups = grouped(logs, owner_of, metric, key)
+    return {o: M.mean_or_none(groups.get(o, [])) for o in dict.fromkeys(owner_of.values())}
 
 
 def owner_quality(logs: dict, reference: dict, owner_of: dict[str, str]) -> dict[str, float | None]:
     """Forget quality per owner: KS test p-value of their truth ratios against the retain reference's."""
-    def ratios(d: dict) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        for qa, v in (d.get("forget_truth_ratio") or {}).get("value_by_index", {}).items():
-            if qa in owner_of and v.get("score") is not None:
-                out.setdefault(owner_of[qa], []).append(float(v["score"]))
-        return out
-
-    mine, theirs = ratios(logs), ratios(reference)
+    mine, theirs = (grouped(d, owner_of, "forget_truth_ratio", "score") for d in (logs, reference))
     return {o: (M.ks_test(mine[o], theirs[o])[0] if mine.get(o) and theirs.get(o) else None)
             for o in dict.fromkeys(owner_of.values())}
 
@@ -45,15 +44,16 @@ def agg(logs: dict, metric: str) -> float | None:
 def build(request: dict, owner_of: dict[str, str], before: dict, after: dict, reference: dict,
           target_utility: float | None, attacks: dict | None, model_dir: str, best: dict | None = None) -> dict:
     """The receipt dict (receipt.json); `best` is DareU's best.json when the delivered model is that checkpoint."""
+    columns = {name: {when: per_owner(logs, owner_of, metric, key) for when, logs in (("before", before),
+                                                                                   ("after", after))}
+               for name, metric, key in OWNER_COLUMNS}
+    leak_ref = per_owner(reference, owner_of, "fact_leakage", "score")
+    quality = {when: owner_quality(logs, reference, owner_of) for when, logs in (("before", before), ("after", after))}
     owners = {}
     for o in request["owners"]:
-        row: dict = {}
-        for name, metric, key in OWNER_COLUMNS:
-            row[name] = {"before": per_owner(before, owner_of, metric, key).get(o),
-                         "after": per_owner(after, owner_of, metric, key).get(o)}
-        row["fact_leakage"]["retain_reference"] = per_owner(reference, owner_of, "fact_leakage", "score").get(o)
-        row["forget_quality"] = {"before": owner_quality(before, reference, owner_of).get(o),
-                                 "after": owner_quality(after, reference, owner_of).get(o)}
+        row: dict = {name: {when: v[o] for when, v in c.items()} for name, c in columns.items()}
+        row["fact_leakage"]["retain_reference"] = leak_ref.get(o)
+        row["forget_quality"] = {when: q.get(o) for when, q in quality.items()}
         if attacks:
             row["attack_recovery"] = {a: r["recovery_by_owner"].get(o) for a, r in attacks["results"].items()
                                       if a != "none"}

@@ -33,7 +33,7 @@ def ensure_reference(source: Path, request_world: Path, split: str, removed: lis
     source, request_world = Path(source).resolve(), Path(request_world)
     retain_split = check_forget_split(split)
     kind, saved = recipe(source)
-    train = dict(saved["finetune"], seed=saved["finetune"]["seed"])
+    train = dict(saved["finetune"])  # the recipe of the world's own retain-<split> (its first seed)
     key = stamp_key("request-reference", kind, world_data_key(source), sorted(removed), retain_split, train)
     out = Path(cache) / key
     if not is_valid(out, key):

@@ -105,16 +105,14 @@ def resolve(body: Body, store) -> dict:
     # the attributor: DareU's reward, and the receipt's attribution
     attributor = ""
     if body.attributor:
-        from attribution import load_attributor
         from attribution.attributor import read_info
         from dareu.data import check_same_data
 
         attributor = str(Path(body.attributor).expanduser().resolve())
-        read_info(attributor)  # not an attributor folder: one line
-        loaded = load_attributor(attributor)
-        check_same_data(getattr(loaded, "benchmark", {}).get("data_key"), world, f"attributor {attributor}",
+        info = read_info(attributor)  # its owners and data key, without loading its model
+        check_same_data(info.get("benchmark", {}).get("data_key"), world, f"attributor {attributor}",
                         "train one on this world (`dareu train-attributor`)")
-        missing = [o for o in body.owners if o not in set(loaded.owners)]
+        missing = [o for o in body.owners if o not in set(info["owners"])]
         if missing:
             raise RequestError(f"attributor {attributor} has no class for owner {missing[0]!r}; train one on the "
                                "world's owners")
