@@ -25,3 +25,28 @@ def console():
 
     # no markup: messages like "[compare] running npo" and file paths print as written
     return Console(highlight=False, markup=False)
+
+
+def method_config(method: str, overrides: list[str] | None = None, config: str | None = None,
+                  flags: dict | None = None):
+    """The typed config of one unlearning run: DareU (RL, `rl.config.DareUConfig`) or a loss-based method.
+    Layers: the method's shipped YAML <- `config` (a YAML file) <- `flags` <- key=value `overrides`; an unknown
+    key or a bad value is one DareUError. The CLI, `compare` and the service all build runs through here."""
+    if method == "dareu":
+        from rl.launch import load_dareu_config
+
+        return load_dareu_config(overrides, config, flags)
+    from dareu.unlearn import load_run_config
+
+    return load_run_config(method, overrides, config, flags)
+
+
+def train(cfg, out, *, overwrite: bool = False, resume: bool = False, console=None) -> dict:
+    """Run the unlearning `cfg` (from `method_config`) into the run folder `out`; returns the run's summary."""
+    if cfg.method == "dareu":
+        from rl.launch import run_unlearn as run_rl
+
+        return run_rl(cfg, out, overwrite=overwrite, resume=resume)
+    from dareu.unlearn import run_unlearn
+
+    return run_unlearn(cfg, out, overwrite=overwrite, resume=resume, console=console)

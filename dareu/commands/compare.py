@@ -13,7 +13,7 @@ import functools
 import time
 from pathlib import Path
 
-from dareu.commands.common import console
+from dareu.commands.common import console, method_config, train
 from dareu.data import check_forget_split, check_same_data, load_world
 from dareu.errors import DareUError
 from dareu.runs import claim_run_dir, get_status, read_json, write_json
@@ -109,18 +109,9 @@ def run_method(row: str, world: str, split: str, out: Path, attributor: str | No
     method, seed = method_seed(row)
     overrides = [*overrides, *seed]
     resume = out.is_dir() and any(out.iterdir())
-    if method == "dareu":
-        from rl.launch import load_dareu_config
-        from rl.launch import run_unlearn as run_rl
-
-        cfg = load_dareu_config(overrides, flags={"world": world, "split": split, "attributor": attributor or ""})
-        run_rl(cfg, out, resume=resume)
-    else:
-        from dareu.unlearn import load_run_config, run_unlearn
-
-        cfg = load_run_config(method, overrides, None, {"world": world, "split": split,
-                                                         "model": str(Path(world) / "models" / "target")})
-        run_unlearn(cfg, out, resume=resume)
+    flags = {"world": world, "split": split}  # DareU's empty model is the world's target too
+    flags |= {"attributor": attributor or ""} if method == "dareu" else {"model": str(Path(world) / "models" / "target")}
+    train(method_config(method, overrides, None, flags), out, resume=resume)
     return time.time() - start
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dareu.commands.common import console
+from dareu.commands.common import console, method_config, train
 from dareu.config import describe
 from dareu.errors import DareUError
 from rl.config import DareUConfig
@@ -79,14 +79,7 @@ def load_config(args: argparse.Namespace):
     but the YAML (`dareu submit` calls it before uploading a job)."""
     if args.overwrite and args.resume:
         raise DareUError("--overwrite and --resume contradict each other; pass one")
-    flags = cli_flags(args)
-    if args.method == "dareu":
-        from rl.launch import load_dareu_config
-
-        return load_dareu_config(args.overrides, args.config, flags)
-    from dareu.unlearn import load_run_config
-
-    return load_run_config(args.method, args.overrides, args.config, flags)
+    return method_config(args.method, args.overrides, args.config, cli_flags(args))
 
 
 check_config = load_config
@@ -95,14 +88,9 @@ check_config = load_config
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     out = console()
+    summary = train(cfg, args.out, overwrite=args.overwrite, resume=args.resume, console=out)
     if args.method == "dareu":
-        from rl.launch import run_unlearn as run_rl
-
-        run_rl(cfg, args.out, overwrite=args.overwrite, resume=args.resume)
         return 0
-    from dareu.unlearn import run_unlearn
-
-    summary = run_unlearn(cfg, args.out, overwrite=args.overwrite, resume=args.resume, console=out)
     before, after = summary.get("before", {}), summary.get("after", {})
     for key in sorted(set(before) | set(after)):
         out.print(f"  {key}: {before.get(key, float('nan')):.4f} -> {after.get(key, float('nan')):.4f}")

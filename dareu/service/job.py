@@ -56,17 +56,14 @@ def unlearned(req: dict, world: Path, split: str, run_dir: Path, floor: float) -
     """The unlearning run (started, resumed from its last checkpoint, or already done); returns the model it
     delivers. DareU keeps its best checkpoint whose utility stays >= `floor` x the start model's (its
     utility_floor) beside the final model, and delivers that checkpoint when there is one."""
+    from dareu.commands.common import train
     from dareu.service.spec import unlearn_config
 
     config = req["config"] | ({"utility_floor": floor} if req["method"] == "dareu" else {})
     if get_status(run_dir)["state"] != "done":
         cfg = unlearn_config(req["method"], str(world), split, req["model"], req["attributor"], config)
         resume = any((run_dir / "checkpoints").glob("checkpoint-*"))  # else nothing worth keeping
-        if req["method"] == "dareu":
-            from rl.launch import run_unlearn
-        else:
-            from dareu.unlearn import run_unlearn
-        run_unlearn(cfg, run_dir, overwrite=run_dir.exists() and not resume, resume=resume)
+        train(cfg, run_dir, overwrite=run_dir.exists() and not resume, resume=resume)
     return run_dir / "best" if (run_dir / "best.json").is_file() else run_dir / "model"
 
 

@@ -45,16 +45,11 @@ class Body:
 def unlearn_config(method: str, world: str, split: str, model: str, attributor: str, config: dict):
     """The run's typed config, as `dareu unlearn` builds it: the method's YAML <- `config` <- the request's inputs.
     An unknown key or a bad value is one line."""
+    from dareu.commands.common import method_config
     from dareu.config import merge
 
-    inputs = {"world": world, "split": split, "model": model}
-    if method == "dareu":
-        from rl.launch import load_dareu_config
-
-        return load_dareu_config(None, None, merge(dict(config), inputs | {"attributor": attributor}))
-    from dareu.unlearn import load_run_config
-
-    return load_run_config(method, None, None, merge(dict(config), inputs))
+    inputs = {"world": world, "split": split, "model": model} | ({"attributor": attributor} if method == "dareu" else {})
+    return method_config(method, None, None, merge(dict(config), inputs))
 
 
 def resolve(body: Body, store) -> dict:
