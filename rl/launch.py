@@ -93,6 +93,10 @@ def preflight(cfg: DareUConfig) -> dict:
         if forget.needs_templates and "idk" not in data:
             raise DareUError(f"aux.forget={cfg.aux.forget} trains towards template answers, but {world} has no idk "
                              "split; rebuild the world with `dareu prepare` or choose another aux.forget")
+    if cfg.aux.general != "none":
+        from dareu.data import check_not_asked, general_prompts
+
+        check_not_asked(general_prompts(cfg.aux.general, "aux.general"), data, "aux.general")
     return {"data": data, "model_dir": model_dir, "retain_split": retain_split}
 
 
@@ -115,10 +119,15 @@ def ray_session(address: str):
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True,
                  logging_config=quiet,
                  object_store_memory=256 * 2**20, _temp_dir=os.environ.get("DAREU_RAY_TMPDIR") or None)
+        # Ray Train's own helper threads look the cluster up by address "auto", which fails when another Ray
+        # runs on this machine ("Found multiple active Ray instances"): point them at ours
+        os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     try:
         yield
     finally:
         ray.shutdown()
+        if not address:
+            os.environ.pop("RAY_ADDRESS", None)
 
 
 def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[str, float]) -> None:
