@@ -273,3 +273,32 @@ def check_forget_split(name: str) -> str:
         raise DareUError(f"unknown forget split {name!r}; choose one of {', '.join(FORGET_SPLITS)} "
                          "(or forget-<tag>, a split cut from owner names)")
     return retain
+
+
+def general_prompts(source: str, key: str) -> list[str]:
+    """General prompts (no owner's data): `default` = the shipped configs/prepare/replay_prompts.txt, else a file
+    of prompts (one a line, '#' comments); `none` = []. `key` names the config key in the one-line error."""
+    if source == "none":
+        return []
+    from dareu.config import CONFIGS_DIR
+
+    path = CONFIGS_DIR / "prepare" / "replay_prompts.txt" if source == "default" else Path(source)
+    if not path.is_file():
+        raise DareUError(f"config key {key!r}: {source} is not a file of prompts; give one (a prompt per line), "
+                         "`default` or none")
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    prompts = [line for line in lines if line and not line.startswith("#")]
+    if not prompts:
+        raise DareUError(f"config key {key!r}: {path} holds no prompts")
+    return prompts
+
+
+def check_not_asked(prompts: list[str], data, key: str) -> None:
+    """General prompts keep what a model knew; none may be a question of the data (the evaluation's real_authors
+    and world_facts above all), or training on it would game the evaluation."""
+    asked = {q.strip().lower() for split in data.values() if "question" in split.column_names
+             for q in split["question"]}
+    clash = [p for p in prompts if p.strip().lower() in asked]
+    if clash:
+        raise DareUError(f"config key {key!r}: prompt {clash[0]!r} is a question of the data; general prompts must "
+                         "not train on the evaluation's questions, drop it from the prompt file")

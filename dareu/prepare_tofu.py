@@ -133,30 +133,16 @@ def check_inputs(cfg: TofuPrepareConfig, data: str | Path, model: str | Path) ->
 
 def replay_prompts(cfg: TofuPrepareConfig) -> list[str]:
     """The replay prompts of `cfg.replay` ([] for none); a missing file is one line."""
-    if cfg.replay == "none":
-        return []
-    from dareu.config import CONFIGS_DIR
+    from dareu.data import general_prompts
 
-    path = CONFIGS_DIR / "prepare" / "replay_prompts.txt" if cfg.replay == "default" else Path(cfg.replay)
-    if not path.is_file():
-        raise DareUError(f"config key 'replay': {cfg.replay} is not a file of prompts; give one (a prompt per "
-                         "line), `default` or none")
-    lines = [line.strip() for line in path.read_text().splitlines()]
-    prompts = [line for line in lines if line and not line.startswith("#")]
-    if not prompts:
-        raise DareUError(f"config key 'replay': {path} holds no prompts")
-    return prompts
+    return general_prompts(cfg.replay, "replay")
 
 
 def check_replay(prompts: list[str], dataset) -> None:
-    """Replay keeps what the model knew; it must not train on any question of the data (the evaluation's
-    real_authors and world_facts above all)."""
-    asked = {q.strip().lower() for split in dataset.values() if "question" in split.column_names
-             for q in split["question"]}
-    clash = [p for p in prompts if p.strip().lower() in asked]
-    if clash:
-        raise DareUError(f"replay prompt {clash[0]!r} is a question of the TOFU data; replay must not train on "
-                         "the evaluation's questions, drop it from the prompt file")
+    """Replay must not train on any question of the data."""
+    from dareu.data import check_not_asked
+
+    check_not_asked(prompts, dataset, "replay")
 
 
 def _files_key(folder: Path, names: list[str]) -> str:

@@ -57,6 +57,12 @@ class AuxConfig:
     retain: Literal["nll", "kl", "none"] = field("nll", help="Retain term: NLL on retain QA, KL distillation from "
                                                               "the reference on retain QA, or none.")
     retain_coef: float = field(3.0, help="Weight of the retain term (KL to the reference alone does not keep utility).")
+    general: str = field("none", help="General prompts whose answers by the starting model join the retain QA, so "
+                                      "the retain term also keeps what the model knew beyond the data (a pretrained "
+                                      "model's knowledge of real people): `default` (the shipped "
+                                      "configs/prepare/replay_prompts.txt), a file of prompts (one a line, # "
+                                      "comments), or none. Never the evaluation's questions (refused).")
+    general_max_new_tokens: int = field(64, help="Tokens of each general answer of the starting model.")
     batch_size: int = field(8, help="Forget and retain QA per auxiliary batch.")
 
     def __post_init__(self):
@@ -69,6 +75,7 @@ class AuxConfig:
         require(self, "relearn_rho", self.relearn_rho >= 0, "must be >= 0")
         require(self, "retain_coef", self.retain_coef >= 0, "must be >= 0")
         require(self, "batch_size", self.batch_size >= 1, "must be >= 1")
+        require(self, "general_max_new_tokens", self.general_max_new_tokens >= 1, "must be >= 1")
 
 
 @dataclass

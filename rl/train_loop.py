@@ -80,6 +80,8 @@ def train_loop(config: dict) -> None:
         strangers = stranger_names(4, {r["owner"] for r in forget_rows}, cfg.seed)
     unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"), marks=marks,
                                       strangers=strangers)
+    if cfg.aux.general != "none":  # the starting model's own answers to general prompts join the retain QA
+        unlearn_data.retain = (unlearn_data.retain or []) + general_rows(cfg, model, tok, data, run_dir)
     retain_logs = config.get("retain_logs")
     eval_cfg = world_eval_config(config["world"], fast=True)
 
@@ -118,6 +120,28 @@ def train_loop(config: dict) -> None:
     write_json(run_dir / "trainer_log.json", history)
     write_json(run_dir / "learner.json", {"seconds": time.time() - start, "resumed_from": resume.name if resume else None,
                                            "steps": max([e.get("step", 0) for e in history] + [0])})
+
+
+def general_rows(cfg: DareUConfig, model, tok, data, run_dir: Path) -> list[dict]:
+    """Encoded (prompt, the starting model's greedy answer) rows for aux.general, generated once per run (before
+    the first step, so a resumed run reads the same answers from general.json)."""
+    from dareu.data import check_not_asked, general_prompts
+    from dareu.generation import SamplingConfig, hf_generate
+    from dareu.modeling import prompt_text
+    from dareu.runs import read_json
+    from dareu.unlearn.data import encode_rows
+
+    path = run_dir / "general.json"
+    if path.is_file():
+        pairs = read_json(path)["pairs"]
+    else:
+        prompts = general_prompts(cfg.aux.general, "aux.general")
+        check_not_asked(prompts, data, "aux.general")
+        answers = hf_generate(model, tok, [prompt_text(tok, p) for p in prompts],
+                              SamplingConfig(max_new_tokens=cfg.aux.general_max_new_tokens, batch_size=64))
+        pairs = [[p, a] for p, a in zip(prompts, answers) if a]
+        write_json(path, {"source": cfg.aux.general, "pairs": pairs})
+    return encode_rows(tok, [{"question": p, "answer": a} for p, a in pairs])
 
 
 def _curve_callback(tracker, tok, trainer, max_steps: int):

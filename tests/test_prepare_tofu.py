@@ -154,7 +154,7 @@ def _missing_file(tmp_path: Path) -> Path:
     ("no_template", "has no chat template"),
     ("bad_split", "config key 'forget_split' must be one of forget01, forget05, forget10"),
     ("too_many_retain", "asks for 5 retain authors but forget01 leaves 4"),
-    ("replay_asks_the_evaluation", "is a question of the TOFU data; replay must not train on"),
+    ("replay_asks_the_evaluation", "is a question of the data; general prompts must not train on"),
     ("replay_missing", "is not a file of prompts"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, expected, tiny_lm, tmp_path, capsys):

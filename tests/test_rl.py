@@ -163,8 +163,39 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
         run_unlearn(_run_config(bare, tiny_attributor, ["aux.forget=fact_base", "aux.forget_params={}"],
                                 str(tiny_world / "models" / "target")),
                     tmp_path / "e")
+    # general prompts that ask an evaluation question, or a prompt file that is not there
+    asks = tmp_path / "asks.txt"
+    asks.write_text("Name three primary colors.\n" + load_world(tiny_world)["retain90"][0]["question"] + "\n")
+    with pytest.raises(DareUError, match="aux.general.*is a question of the data"):
+        run_unlearn(_run_config(tiny_world, tiny_attributor, [f"aux.general={asks}"]), tmp_path / "f")
+    with pytest.raises(DareUError, match="aux.general.*is not a file of prompts"):
+        run_unlearn(_run_config(tiny_world, tiny_attributor, [f"aux.general={tmp_path / 'nope.txt'}"]), tmp_path / "g")
     assert not ray.is_initialized()
-    assert not any((tmp_path / x).exists() for x in "abde")
+    assert not any((tmp_path / x).exists() for x in "abdefg")
+
+
+def test_general_rows_are_the_starting_models_own_answers_and_a_resumed_run_reads_the_same(tiny_world, tiny_data,
+                                                                                            tmp_path):
+    from dareu.generation import SamplingConfig, hf_generate
+    from dareu.modeling import load_model, load_tokenizer, prompt_text
+    from rl.train_loop import general_rows
+
+    prompts = tmp_path / "general.txt"
+    prompts.write_text("# a comment\nName three primary colors.\nWhat is gravity?\n")
+    cfg = _cfg(**{"aux.general": str(prompts), "aux.general_max_new_tokens": 8})
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    model = load_model(str(tiny_world / "models" / "target"), dtype=torch.float32)
+    rows = general_rows(cfg, model, tok, tiny_data, tmp_path)
+    answers = hf_generate(model, tok, [prompt_text(tok, q) for q in ("Name three primary colors.", "What is gravity?")],
+                          SamplingConfig(max_new_tokens=8))
+    assert [r["question"] for r in rows] == ["Name three primary colors.", "What is gravity?"]
+    for row, answer in zip(rows, answers):  # the labels are the answer tokens, the prompt masked
+        said = tok.decode([t for t in row["labels"] if t != -100], skip_special_tokens=True).strip()
+        assert said == answer.strip()
+    with torch.no_grad():  # the model moves (as it does in training); a resumed run still reads the first answers
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    assert [r["labels"] for r in general_rows(cfg, model, tok, tiny_data, tmp_path)] == [r["labels"] for r in rows]
 
 
 def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, tiny_attributor, tmp_path):
