@@ -81,7 +81,7 @@ def train_loop(config: dict) -> None:
     unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"), marks=marks,
                                       strangers=strangers)
     if cfg.aux.general != "none":  # the starting model's own answers to general prompts join the retain QA
-        unlearn_data.retain = (unlearn_data.retain or []) + general_rows(cfg, model, tok, data, run_dir)
+        unlearn_data.retain = (unlearn_data.retain or []) + general_rows(cfg, model, tok, run_dir)
     retain_logs = config.get("retain_logs")
     eval_cfg = world_eval_config(config["world"], fast=True)
 
@@ -122,10 +122,10 @@ def train_loop(config: dict) -> None:
                                            "steps": max([e.get("step", 0) for e in history] + [0])})
 
 
-def general_rows(cfg: DareUConfig, model, tok, data, run_dir: Path) -> list[dict]:
+def general_rows(cfg: DareUConfig, model, tok, run_dir: Path) -> list[dict]:
     """Encoded (prompt, the starting model's greedy answer) rows for aux.general, generated once per run (before
     the first step, so a resumed run reads the same answers from general.json)."""
-    from dareu.data import check_not_asked, general_prompts
+    from dareu.data import general_prompts
     from dareu.generation import SamplingConfig, hf_generate
     from dareu.modeling import prompt_text
     from dareu.runs import read_json
@@ -135,8 +135,7 @@ def general_rows(cfg: DareUConfig, model, tok, data, run_dir: Path) -> list[dict
     if path.is_file():
         pairs = read_json(path)["pairs"]
     else:
-        prompts = general_prompts(cfg.aux.general, "aux.general")
-        check_not_asked(prompts, data, "aux.general")
+        prompts = general_prompts(cfg.aux.general, "aux.general")  # checked against the data by launch.preflight
         answers = hf_generate(model, tok, [prompt_text(tok, p) for p in prompts],
                               SamplingConfig(max_new_tokens=cfg.aux.general_max_new_tokens, batch_size=64))
         pairs = [[p, a] for p, a in zip(prompts, answers) if a]

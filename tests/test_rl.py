@@ -174,8 +174,7 @@ def test_bad_input_stops_before_ray_starts(tiny_world, tiny_attributor, tmp_path
     assert not any((tmp_path / x).exists() for x in "abdefg")
 
 
-def test_general_rows_are_the_starting_models_own_answers_and_a_resumed_run_reads_the_same(tiny_world, tiny_data,
-                                                                                            tmp_path):
+def test_general_rows_are_the_starting_models_own_answers_and_a_resumed_run_reads_the_same(tiny_world, tmp_path):
     from dareu.generation import SamplingConfig, hf_generate
     from dareu.modeling import load_model, load_tokenizer, prompt_text
     from rl.train_loop import general_rows
@@ -185,7 +184,7 @@ def test_general_rows_are_the_starting_models_own_answers_and_a_resumed_run_read
     cfg = _cfg(**{"aux.general": str(prompts), "aux.general_max_new_tokens": 8})
     tok = load_tokenizer(str(tiny_world / "models" / "target"))
     model = load_model(str(tiny_world / "models" / "target"), dtype=torch.float32)
-    rows = general_rows(cfg, model, tok, tiny_data, tmp_path)
+    rows = general_rows(cfg, model, tok, tmp_path)
     answers = hf_generate(model, tok, [prompt_text(tok, q) for q in ("Name three primary colors.", "What is gravity?")],
                           SamplingConfig(max_new_tokens=8))
     assert [r["question"] for r in rows] == ["Name three primary colors.", "What is gravity?"]
@@ -195,7 +194,7 @@ def test_general_rows_are_the_starting_models_own_answers_and_a_resumed_run_read
     with torch.no_grad():  # the model moves (as it does in training); a resumed run still reads the first answers
         for p in model.parameters():
             p.add_(torch.randn_like(p))
-    assert [r["labels"] for r in general_rows(cfg, model, tok, tiny_data, tmp_path)] == [r["labels"] for r in rows]
+    assert [r["labels"] for r in general_rows(cfg, model, tok, tmp_path)] == [r["labels"] for r in rows]
 
 
 def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, tiny_attributor, tmp_path):
