@@ -64,6 +64,17 @@ def hf_generate(model, tok, prompts: list[str], cfg: SamplingConfig, greedy: boo
     return [t.strip() for t in out]
 
 
+def greedy_pairs(model, tok, prompts: list[str], max_new_tokens: int) -> list[list[str]]:
+    """[prompt, the model's greedy answer in its chat template] for every prompt it answers (empty answers
+    dropped): a model's own answers to general prompts, kept as training data (prepare's replay, DareU's
+    aux.general)."""
+    from dareu.modeling import prompt_text
+
+    outs = hf_generate(model, tok, [prompt_text(tok, p) for p in prompts],
+                       SamplingConfig(max_new_tokens=max_new_tokens, batch_size=64))
+    return [[p, o] for p, o in zip(prompts, outs) if o]
+
+
 class VLLMGenerator:
     """vLLM engine over a saved model folder (GPU only; imported lazily)."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from dareu.config import field, require, require_choice, save_config, to_dict
-from dareu.data import FORGET_SPLITS, RETAIN_OF, TOFU_FILES
+from dareu.data import FORGET_SPLITS, RETAIN_OF, TOFU_FILES, check_not_asked, general_prompts
 from dareu.errors import DareUError
 from dareu.prepare import STAMP, is_valid, publish, run_jobs, stamp_key
 from dareu.runs import changed_keys, claim_run_dir, read_json, write_json
@@ -130,20 +130,6 @@ def check_inputs(cfg: TofuPrepareConfig, data: str | Path, model: str | Path) ->
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
-
-def replay_prompts(cfg: TofuPrepareConfig) -> list[str]:
-    """The replay prompts of `cfg.replay` ([] for none); a missing file is one line."""
-    from dareu.data import general_prompts
-
-    return general_prompts(cfg.replay, "replay")
-
-
-def check_replay(prompts: list[str], dataset) -> None:
-    """Replay must not train on any question of the data."""
-    from dareu.data import check_not_asked
-
-    check_not_asked(prompts, dataset, "replay")
-
 
 def _files_key(folder: Path, names: list[str]) -> str:
     h = hashlib.sha256()
@@ -283,18 +269,15 @@ def base_answers(base: Path, prompts: list[str], max_new_tokens: int, threads: i
     """[prompt, the base's greedy answer] for every prompt it answers (empty answers dropped)."""
     import torch
 
-    from dareu.generation import SamplingConfig, hf_generate
-    from dareu.modeling import load_model, load_tokenizer, prompt_text
+    from dareu.generation import greedy_pairs
+    from dareu.modeling import load_model, load_tokenizer
 
     if threads:
         from dareu import threads as thread_choice
 
         thread_choice.pin(threads, "the threads key of the TOFU prepare config")
     tok = load_tokenizer(str(base))
-    model = load_model(str(base), dtype=torch.float32).eval()
-    outs = hf_generate(model, tok, [prompt_text(tok, p) for p in prompts],
-                       SamplingConfig(max_new_tokens=max_new_tokens, batch_size=64))
-    return [[p, o.strip()] for p, o in zip(prompts, outs) if o.strip()]
+    return greedy_pairs(load_model(str(base), dtype=torch.float32).eval(), tok, prompts, max_new_tokens)
 
 
 def model_jobs(cfg: TofuPrepareConfig) -> list[tuple[str, list[str], int]]:
@@ -375,8 +358,8 @@ def prepare_tofu(cfg: TofuPrepareConfig, data: str | Path, model: str | Path, ou
     # read and check the data before anything is written (a bad retain_authors is refused here)
     t = time.time()
     dataset = build_data(cfg, data)
-    prompts = replay_prompts(cfg)
-    check_replay(prompts, dataset)
+    prompts = general_prompts(cfg.replay, "replay")
+    check_not_asked(prompts, dataset, "replay")
     saved = _saved_config(cfg, data, model)
     check_out(out, saved, overwrite)
     out.mkdir(parents=True, exist_ok=True)

@@ -126,8 +126,7 @@ def general_rows(cfg: DareUConfig, model, tok, run_dir: Path) -> list[dict]:
     """Encoded (prompt, the starting model's greedy answer) rows for aux.general, generated once per run (before
     the first step, so a resumed run reads the same answers from general.json)."""
     from dareu.data import general_prompts
-    from dareu.generation import SamplingConfig, hf_generate
-    from dareu.modeling import prompt_text
+    from dareu.generation import greedy_pairs
     from dareu.runs import read_json
     from dareu.unlearn.data import encode_rows
 
@@ -136,9 +135,7 @@ def general_rows(cfg: DareUConfig, model, tok, run_dir: Path) -> list[dict]:
         pairs = read_json(path)["pairs"]
     else:
         prompts = general_prompts(cfg.aux.general, "aux.general")  # checked against the data by launch.preflight
-        answers = hf_generate(model, tok, [prompt_text(tok, p) for p in prompts],
-                              SamplingConfig(max_new_tokens=cfg.aux.general_max_new_tokens, batch_size=64))
-        pairs = [[p, a] for p, a in zip(prompts, answers) if a]
+        pairs = greedy_pairs(model, tok, prompts, cfg.aux.general_max_new_tokens)
         write_json(path, {"source": cfg.aux.general, "pairs": pairs})
     return encode_rows(tok, [{"question": p, "answer": a} for p, a in pairs])
 
