@@ -19,42 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from dareu.service.client import ServeProcess
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def call(url: str, token: str, method: str, path: str, body: dict | None = None):
-    req = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as res:
-            return res.status, json.loads(res.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-def start_server(head, store: Path, token: str, port: int) -> subprocess.Popen:
-    from dareu.service.cluster import head_env
-
-    log = open(store.parent / f"{store.name}-serve.log", "a")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen([sys.executable, "-m", "dareu.cli", "serve", "--ray-address", head.dashboard, "--store",
-                             str(store), "--port", str(port)], env=head_env() | {"DAREU_TOKEN": token},
-                            stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                sys.exit(f"dareu serve exited; see {log.name}")
-            time.sleep(0.5)
-    sys.exit("dareu serve did not answer")
 
 
 def overrides(pairs: list[str], method: str) -> dict:
@@ -81,15 +52,15 @@ def worst(values) -> float | None:
     return max(found) if found else None
 
 
-def chain_rows(url: str, token: str, ids: list[str]) -> list[dict]:
+def chain_rows(server: ServeProcess, ids: list[str]) -> list[dict]:
     rows = []
     for i, rid in enumerate(ids, 1):
-        r = call(url, token, "GET", f"/v1/requests/{rid}")[1]
+        r = server.request("GET", f"/v1/requests/{rid}")[1]
         row = {"request": i, "id": rid, "state": r["state"], "owners": r["owners"], "error": r["error"],
                "seconds": (r["finished"] - r["started"]) if r["finished"] and r["started"] else None,
                "queue_seconds": r["queue_seconds"]}
         if r["state"] == "done":
-            rec = call(url, token, "GET", f"/v1/requests/{rid}/receipt")[1]
+            rec = server.request("GET", f"/v1/requests/{rid}/receipt")[1]
             owners = rec["owners"].values()
             row |= {"attribution_after": worst(o["attribution"]["after"] for o in owners),
                     "fact_leakage_after": worst(o["fact_leakage"]["after"] for o in owners),
@@ -132,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from dareu.data import load_world
-    from dareu.service.cluster import LocalHead, free_port
+    from dareu.service.cluster import LocalHead
 
     store = Path(args.store).resolve()
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -144,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(forget) < need:
         sys.exit(f"forget10 has {len(forget)} owners; {args.requests} x {args.owners_per_request} need {need}")
     head = LocalHead.start(cpus=2)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(head, store, plan["token"], port)
+    server = ServeProcess(head.dashboard, store, plan["token"]).start()
     start = time.time()
     try:
         for method in args.methods.split(","):
@@ -158,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 body = {"world": world, "owners": owners, "method": method, "follows": follows,
                         "attributor": str(Path(args.attributor).resolve()),  # every receipt measures attribution
                         "attacks": [a for a in args.attacks.split(",") if a], "config": overrides(args.set, method)}
-                status, r = call(url, plan["token"], "POST", "/v1/requests", body)
+                status, r = server.request("POST", "/v1/requests", body)
                 if status != 201:
                     sys.exit(f"request refused ({status}): {r['detail']}")
                 ids.append(r["id"])
@@ -167,17 +136,16 @@ def main(argv: list[str] | None = None) -> int:
             plan["attributor"] = args.attributor
             plan_file.write_text(json.dumps(plan, indent=1))
         while True:
-            states = [call(url, plan["token"], "GET", f"/v1/requests/{i}")[1] for ids in plan["chains"].values()
+            states = [server.request("GET", f"/v1/requests/{i}")[1] for ids in plan["chains"].values()
                       for i in ids]
             print(f"[{time.time() - start:.0f}s] " + " ".join(f"{s['id'][:5]}:{s['state']}/{s['stage']}" for s in states),
                   flush=True)
             if all(s["state"] in ("done", "failed", "cancelled") for s in states):
                 break
             time.sleep(30)
-        chains = {m: chain_rows(url, plan["token"], ids) for m, ids in plan["chains"].items()}
+        chains = {m: chain_rows(server, ids) for m, ids in plan["chains"].items()}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
         head.stop()
     result = {"world": world, "requests": args.requests, "owners_per_request": args.owners_per_request, "set": args.set,
               "chains": chains,

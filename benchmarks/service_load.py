@@ -25,8 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_chain import call, start_server
+from dareu.service.client import ServeProcess
 
 
 def poll(url: str, token: str, ids: list[str], until: float, out: list[tuple[str, float, int]]) -> None:
@@ -61,39 +60,37 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from dareu.data import load_world
-    from dareu.service.cluster import LocalHead, free_port
+    from dareu.service.cluster import LocalHead
 
     world = str(Path(args.world).resolve())
     owners = list(dict.fromkeys(load_world(world)["forget10"]["owner"]))
     store = Path(tempfile.mkdtemp(prefix="dareu-load-")) / "store"
-    token, port = secrets.token_hex(16), free_port()
-    url = f"http://127.0.0.1:{port}"
     head = LocalHead.start(cpus=2)
-    server = start_server(head, store, token, port)
+    server = ServeProcess(head.dashboard, store, secrets.token_hex(16)).start()
     try:
         ids = []
         for i in range(args.requests):
-            status, r = call(url, token, "POST", "/v1/requests", {"world": world, "owners": owners[2 * i:2 * i + 2],
+            status, r = server.request("POST", "/v1/requests", {"world": world, "owners": owners[2 * i:2 * i + 2],
                                                                   "method": "npo", "attacks": []})
             assert status == 201, r
             ids.append(r["id"])
         samples: list[tuple[str, float, int]] = []
         until = time.time() + args.seconds
-        threads = [threading.Thread(target=poll, args=(url, token, ids, until, samples)) for _ in range(args.clients)]
+        threads = [threading.Thread(target=poll, args=(server.url, server.token, ids, until, samples))
+                   for _ in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         while not args.no_finish:
-            states = [call(url, token, "GET", f"/v1/requests/{i}")[1]["state"] for i in ids]
+            states = [server.request("GET", f"/v1/requests/{i}")[1]["state"] for i in ids]
             if all(s in ("done", "failed", "cancelled") for s in states):
                 break
             time.sleep(5)
-        listed = call(url, token, "GET", "/v1/requests")[1]
+        listed = server.request("GET", "/v1/requests")[1]
         jobs = [j for j in head_jobs(head) if (j.metadata or {}).get("dareu") == "request"]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
         head.stop()
     latency = {}
     for kind in ("one", "list"):

@@ -4,19 +4,17 @@ over HTTP. Requests run as Ray jobs on the tiny world; the server is killed mid-
 from __future__ import annotations
 
 import json
-import signal
 import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dareu.data import load_world
-from tests.ray_head import env, free_port
+from dareu.service.client import ANONYMOUS, ServeProcess
+from tests.ray_head import env
 
 TOKEN = "test-token-0123456789abcdef"
 # a DareU run short enough for CI, long enough to kill the server while it trains
@@ -25,55 +23,10 @@ DAREU = {"max_steps": 12, "save_steps": 4, "eval_every": 0, "max_completion_leng
 NPO = {"train": {"max_steps": 6, "learning_rate": 0.003}}
 
 
-class Server:
-    """`dareu serve` in its own process, so it can be killed like a crashed server."""
-
-    def __init__(self, head, store: Path):
-        self.head, self.store, self.port = head, store, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.store.parent / f"serve-{self.port}.log", "a")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen([sys.executable, "-m", "dareu.cli", "serve", "--ray-address", self.head.dashboard,
-                                      "--store", str(self.store), "--port", str(self.port)],
-                                     env=env() | {"DAREU_TOKEN": TOKEN}, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, (self.store.parent / f"serve-{self.port}.log").read_text()[-3000:]
-            try:
-                if call(self, "GET", "/health", token=None)[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.3)
-        pytest.fail("dareu serve did not answer within 120 s")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-
-def call(server: Server, method: str, path: str, body: dict | None = None, token: str | None = TOKEN):
-    """(status, parsed JSON or text) of one HTTP request."""
-    req = urllib.request.Request(server.url + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Bearer {token}"} if token else {})})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as res:
-            status, text = res.status, res.read().decode()
-    except urllib.error.HTTPError as err:
-        status, text = err.code, err.read().decode()
-    try:
-        return status, json.loads(text)
-    except json.JSONDecodeError:
-        return status, text
-
-
-def wait_for(server: Server, request_id: str, states: tuple[str, ...], timeout: float = 900) -> dict:
+def wait_for(server: ServeProcess, request_id: str, states: tuple[str, ...], timeout: float = 900) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status, r = call(server, "GET", f"/v1/requests/{request_id}")
+        status, r = server.request("GET", f"/v1/requests/{request_id}")
         assert status == 200, r
         if r["state"] in states:
             return r
@@ -83,17 +36,14 @@ def wait_for(server: Server, request_id: str, states: tuple[str, ...], timeout: 
 
 @pytest.fixture(scope="module")
 def service(head, tmp_path_factory):
-    server = Server(head, tmp_path_factory.mktemp("service") / "store")
-    server.start()
+    server = ServeProcess(head.dashboard, tmp_path_factory.mktemp("service") / "store", TOKEN).start()
     yield server
-    if server.proc.poll() is None:
-        server.proc.terminate()
-        server.proc.wait(timeout=30)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def owners(service, tiny_world) -> list[str]:
-    status, body = call(service, "GET", f"/v1/owners?world={tiny_world}")
+    status, body = service.request("GET", f"/v1/owners?world={tiny_world}")
     assert status == 200
     return body["owners"]
 
@@ -101,7 +51,7 @@ def owners(service, tiny_world) -> list[str]:
 @pytest.fixture(scope="module")
 def first(service, tiny_world, tiny_attributor, owners) -> dict:
     """NPO removes the last two owners; followed to its end."""
-    status, r = call(service, "POST", "/v1/requests", {"world": str(tiny_world), "owners": owners[-2:],
+    status, r = service.request("POST", "/v1/requests", {"world": str(tiny_world), "owners": owners[-2:],
                                                        "method": "npo", "attributor": str(tiny_attributor),
                                                        "config": NPO, "attacks": ["quant8"]})
     assert status == 201, r
@@ -110,11 +60,11 @@ def first(service, tiny_world, tiny_attributor, owners) -> dict:
 
 def test_requests_without_the_right_token_get_401_and_submit_nothing(service, tiny_world, owners):
     body = {"world": str(tiny_world), "owners": owners[:1], "method": "npo"}
-    assert call(service, "POST", "/v1/requests", body, token=None)[0] == 401
-    assert call(service, "POST", "/v1/requests", body, token="wrong-token-0123456789")[0] == 401
-    assert call(service, "GET", "/v1/requests", token=None)[0] == 401
-    assert call(service, "GET", "/health", token=None) == (200, {"ok": True})
-    status, listed = call(service, "GET", "/v1/requests")
+    assert service.request("POST", "/v1/requests", body, token=ANONYMOUS)[0] == 401
+    assert service.request("POST", "/v1/requests", body, token="wrong-token-0123456789")[0] == 401
+    assert service.request("GET", "/v1/requests", token=ANONYMOUS)[0] == 401
+    assert service.request("GET", "/health", token=ANONYMOUS) == (200, {"ok": True})
+    status, listed = service.request("GET", "/v1/requests")
     assert status == 200 and all(r["owners"] != owners[:1] for r in listed)
 
 
@@ -122,7 +72,7 @@ def test_a_request_runs_to_done_and_its_receipt_matches_dareu_eval_of_the_unlear
                                                                                             tiny_attributor, tmp_path):
     assert first["state"] == "done", first
     assert first["stages_done"][-1] == "receipt" and first["training"]["step"] == NPO["train"]["max_steps"]
-    status, receipt = call(service, "GET", f"/v1/requests/{first['id']}/receipt")
+    status, receipt = service.request("GET", f"/v1/requests/{first['id']}/receipt")
     assert status == 200
     folder = Path(first["folder"])
     split = next(s for s in json.loads((folder / "world" / "data" / "dataset_dict.json").read_text())["splits"]
@@ -144,13 +94,13 @@ def test_a_request_runs_to_done_and_its_receipt_matches_dareu_eval_of_the_unlear
         assert set(row["attack_recovery"]) == {"quant8"}
     # the first request of a chain starts from the target: its utility is the original's
     assert receipt["model_utility"]["original_target"] == pytest.approx(receipt["model_utility"]["before"])
-    status, md = call(service, "GET", f"/v1/requests/{first['id']}/receipt?format=md")
+    status, md = service.request("GET", f"/v1/requests/{first['id']}/receipt?format=md")
     assert status == 200 and all(o in md for o in receipt["owners"])
 
 
 def test_each_bad_input_gets_a_4xx_naming_the_problem_and_submits_nothing(first, service, tiny_world,
                                                                            tiny_attributor, owners):
-    before = call(service, "GET", "/v1/requests")[1]
+    before = service.request("GET", "/v1/requests")[1]
     base = {"world": str(tiny_world), "owners": [owners[0]], "method": "npo"}
     cases = [
         ({"owners": ["Nobody Atall"]}, 400, "'Nobody Atall' is not in this world"),
@@ -166,29 +116,29 @@ def test_each_bad_input_gets_a_4xx_naming_the_problem_and_submits_nothing(first,
         ({"follows": first["id"], "owners": [first["owners"][0]]}, 409, "already removed"),
     ]
     for change, code, words in cases:
-        status, body = call(service, "POST", "/v1/requests", base | change)
+        status, body = service.request("POST", "/v1/requests", base | change)
         assert status == code and words in body["detail"], (change, status, body)
-    assert call(service, "GET", "/v1/requests")[1] == before  # nothing stored, so nothing submitted
+    assert service.request("GET", "/v1/requests")[1] == before  # nothing stored, so nothing submitted
 
 
 def test_a_follow_up_starts_from_the_earlier_model_and_survives_a_killed_server(first, service, tiny_world,
                                                                                tiny_attributor, owners):
-    status, r = call(service, "POST", "/v1/requests", {"world": str(tiny_world), "owners": [owners[0]],
+    status, r = service.request("POST", "/v1/requests", {"world": str(tiny_world), "owners": [owners[0]],
                                                        "method": "dareu", "attributor": str(tiny_attributor),
                                                        "config": DAREU, "follows": first["id"], "attacks": []})
     assert status == 201, r
     wait_for(service, r["id"], ("running",), timeout=300)
     deadline = time.time() + 600
-    while call(service, "GET", f"/v1/requests/{r['id']}")[1]["training"]["step"] < 4:
+    while service.request("GET", f"/v1/requests/{r['id']}")[1]["training"]["step"] < 4:
         assert time.time() < deadline
         time.sleep(0.5)
     service.kill()  # mid-training; the Ray job keeps running
     service.start()  # the same store
-    listed = [x["id"] for x in call(service, "GET", "/v1/requests")[1]]
+    listed = [x["id"] for x in service.request("GET", "/v1/requests")[1]]
     assert r["id"] in listed
     done = wait_for(service, r["id"], ("done", "failed"))
     assert done["state"] == "done" and done["attempts"] == 1, done  # found again, not resubmitted
-    receipt = call(service, "GET", f"/v1/requests/{r['id']}/receipt")[1]
+    receipt = service.request("GET", f"/v1/requests/{r['id']}/receipt")[1]
     assert receipt["start_model"] == str(Path(first["folder"]) / "model")  # the model the first one delivered
     assert (Path(first["folder"]) / "model").resolve() == Path(first["folder"]) / "run" / "model"  # NPO: its final
     assert receipt["owners_removed_before"] == first["owners"]
@@ -204,17 +154,17 @@ def test_a_follow_up_starts_from_the_earlier_model_and_survives_a_killed_server(
 
 
 def test_a_cancelled_request_stops_and_its_follow_up_fails(service, tiny_world, owners):
-    status, r = call(service, "POST", "/v1/requests", {"world": str(tiny_world), "owners": [owners[1]],
+    status, r = service.request("POST", "/v1/requests", {"world": str(tiny_world), "owners": [owners[1]],
                                                        "method": "npo", "config": NPO, "attacks": []})
     assert status == 201
-    status, child = call(service, "POST", "/v1/requests", {"world": str(tiny_world), "owners": [owners[2]],
+    status, child = service.request("POST", "/v1/requests", {"world": str(tiny_world), "owners": [owners[2]],
                                                            "method": "npo", "follows": r["id"], "attacks": []})
     assert status == 201 and child["state"] == "queued"
-    status, cancelled = call(service, "DELETE", f"/v1/requests/{r['id']}")
+    status, cancelled = service.request("DELETE", f"/v1/requests/{r['id']}")
     assert status == 200 and cancelled["state"] == "cancelled"
     failed = wait_for(service, child["id"], ("failed",), timeout=60)
     assert "cancelled" in failed["error"]
-    assert call(service, "DELETE", f"/v1/requests/{r['id']}")[0] == 409  # already ended
-    assert call(service, "GET", f"/v1/requests/{r['id']}/receipt")[0] == 409
+    assert service.request("DELETE", f"/v1/requests/{r['id']}")[0] == 409  # already ended
+    assert service.request("GET", f"/v1/requests/{r['id']}/receipt")[0] == 409
     time.sleep(3)  # the loop has run since: a cancelled request stays cancelled
-    assert call(service, "GET", f"/v1/requests/{r['id']}")[1]["state"] == "cancelled"
+    assert service.request("GET", f"/v1/requests/{r['id']}")[1]["state"] == "cancelled"
