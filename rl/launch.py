@@ -23,6 +23,7 @@ from pathlib import Path
 from dareu.config import from_dict, save_config
 from dareu.data import check_forget_split, check_same_data, get_split, load_world
 from dareu.errors import DareUError
+from dareu.ports import free_port
 from dareu.runs import claim_run_dir, read_json, set_status, write_json
 from dareu.unlearn.config import layered_config
 from dareu.unlearn.run import check_resume
@@ -115,19 +116,24 @@ def ray_session(address: str):
     if address:
         ray.init(address=address, log_to_driver=True, logging_config=quiet)
     else:
+        # Ray Train's helpers (its placement-group cleaner, in a worker process) look the cluster up by address
+        # "auto", which fails when another Ray runs on this machine ("Found multiple active Ray instances"). So
+        # our GCS gets a port chosen here, and RAY_ADDRESS names it before Ray starts: every process it spawns
+        # inherits it.
+        port = free_port()
+        os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+        os.environ["RAY_ADDRESS"] = f"{ray.util.get_node_ip_address()}:{port}"
         # address="local": always a fresh embedded instance, never whatever `ray start` left on this machine
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True,
                  logging_config=quiet,
                  object_store_memory=256 * 2**20, _temp_dir=os.environ.get("DAREU_RAY_TMPDIR") or None)
-        # Ray Train's own helper threads look the cluster up by address "auto", which fails when another Ray
-        # runs on this machine ("Found multiple active Ray instances"): point them at ours
-        os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     try:
         yield
     finally:
         ray.shutdown()
         if not address:
             os.environ.pop("RAY_ADDRESS", None)
+            os.environ.pop("RAY_GCS_SERVER_PORT", None)
 
 
 def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[str, float]) -> None:

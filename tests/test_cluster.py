@@ -80,6 +80,29 @@ def test_an_address_nobody_listens_on_is_one_clear_line():
         assert len(lines) == 1 and f"no Ray cluster answers at {nobody}" in lines[0]
 
 
+def test_an_embedded_ray_beside_another_tells_its_workers_which_cluster_is_theirs(head):
+    """Ray Train's helpers run in worker processes and find "their" cluster by address "auto"; with the module's
+    head running too, that lookup fails ("multiple active Ray instances") unless the embedded Ray's workers carry
+    RAY_ADDRESS naming it."""
+    import os
+
+    import ray
+
+    from rl.launch import ray_session
+
+    assert not ray.is_initialized() and "RAY_ADDRESS" not in os.environ
+    with ray_session(""):
+        ours = ray.get_runtime_context().gcs_address
+        assert ours.rsplit(":", 1)[1] != head.address.rsplit(":", 1)[1]
+
+        @ray.remote(num_cpus=0)
+        def seen_by_a_worker() -> str | None:
+            return os.environ.get("RAY_ADDRESS")
+
+        assert ray.get(seen_by_a_worker.remote()) == ours
+    assert "RAY_ADDRESS" not in os.environ and "RAY_GCS_SERVER_PORT" not in os.environ
+
+
 def test_placement_asks_are_checked_before_ray_starts():
     from rl.placement import check_config
 

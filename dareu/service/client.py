@@ -28,7 +28,7 @@ class ServeProcess:
     """`dareu serve` in its own process (so it can be killed like a crashed server), on loopback at `port`."""
 
     def __init__(self, ray_address: str, store: str | Path, token: str, port: int | None = None):
-        from dareu.service.cluster import free_port
+        from dareu.ports import free_port
 
         self.ray_address, self.store, self.token = ray_address, Path(store), token
         self.port = port or free_port()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from dareu.commands.jobs import entrypoint, find_job
 from dareu.errors import DareUError
+from dareu.ports import free_port
 
 # Ray job status -> request state (STOPPED is "cancelled" when we stopped it, else the job failed)
 STATES = {"PENDING": "queued", "RUNNING": "running", "SUCCEEDED": "done", "FAILED": "failed", "STOPPED": "failed"}
@@ -32,12 +32,6 @@ def answers(url: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def head_env() -> dict[str, str]:
