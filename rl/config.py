@@ -111,6 +111,9 @@ class DareUConfig:
     seed: int = field(0, help="Seed of sampling and batch order.")
     ray_address: str = field("", help="Ray cluster to join; empty = RAY_ADDRESS or an embedded local Ray.")
     scorer_restarts: int = field(3, help="Times the attribution scorer actor is restarted after a failure.")
+    learner_restarts: int = field(1, help="Times Ray Train restarts a learner worker that died (killed by Ray's "
+                                          "memory monitor, a lost node, an error); the new one resumes from the last "
+                                          "checkpoint (save_steps).")
     learner_cpus: int = field(1, help="CPUs of the Ray Train learner worker (on CPU machines).")
     placement: PlacementConfig = field(default_factory=PlacementConfig, help="Where each role runs and with what "
                                        "(rl/placement.py); the default keeps rollouts inside the learner.")
@@ -122,6 +125,6 @@ class DareUConfig:
             require(self, key, getattr(self, key) >= 1, "must be >= 1")
         for key in ("learning_rate", "temperature", "max_grad_norm"):
             require(self, key, getattr(self, key) > 0, "must be > 0")
-        for key in ("rl_coef", "beta", "eval_every", "scorer_restarts"):
+        for key in ("rl_coef", "beta", "eval_every", "scorer_restarts", "learner_restarts"):
             require(self, key, getattr(self, key) >= 0, "must be >= 0")
         require(self, "utility_floor", 0 < self.utility_floor <= 1, "must be in (0, 1] (a fraction of the target's)")

@@ -139,7 +139,7 @@ def ray_session(address: str):
 def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[str, float]) -> None:
     """The learner as a Ray Train job: one worker with the placement's learner resources (by default
     `learner_cpus` CPUs on a laptop, one GPU when the cluster has one)."""
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from rl.train_loop import train_loop
@@ -147,7 +147,9 @@ def run_learner(cfg: DareUConfig, config: dict, run_dir: Path, resources: dict[s
     use_gpu = resources.get("GPU", 0) > 0
     trainer = TorchTrainer(train_loop, train_loop_config={**config, "threads": cfg.learner_cpus},
                            scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu, resources_per_worker=resources),
-                           run_config=RunConfig(name="learner", storage_path=str((run_dir / "ray").resolve())))
+                           run_config=RunConfig(name="learner", storage_path=str((run_dir / "ray").resolve()),
+                                                # a restarted worker resumes from run_dir's last checkpoint
+                                                failure_config=FailureConfig(max_failures=cfg.learner_restarts)))
     trainer.fit()
 
 

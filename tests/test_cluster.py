@@ -261,6 +261,44 @@ def test_run_completes_its_planned_steps_when_the_scorer_and_a_rollout_worker_ar
     assert all(e["rollout/push_seconds"] >= 0 for e in log if "reward" in e)
 
 
+def test_a_learner_worker_killed_mid_run_is_restarted_from_its_checkpoint_and_logs_each_step_once(
+        connected, tiny_world, tiny_attributor, tmp_path):
+    """What Ray's memory monitor does to a learner when the machine runs short: SIGKILL. Ray Train restarts the
+    worker (learner_restarts) and the new one resumes from the run's last checkpoint."""
+    import os
+    import signal
+
+    from ray.util.state import list_actors
+
+    from rl.launch import run_unlearn
+
+    out = tmp_path / "run"
+    steps = 20
+    killed: dict = {}
+
+    def kill_when_checkpointed():
+        deadline = time.time() + 900
+        workers = []
+        while not workers and time.time() < deadline:  # the worker's pid first: the state API takes a moment
+            workers = list_actors(address=connected.dashboard,
+                                  filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+        # trainer_state.json is the last file the Trainer writes into a checkpoint
+        while not (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file() and time.time() < deadline:
+            time.sleep(0.05)
+        killed["at_step"] = max(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*"))
+        os.kill(workers[0].pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=kill_when_checkpointed, daemon=True)
+    thread.start()
+    run_unlearn(_run_config(tiny_world, tiny_attributor, [f"max_steps={steps}", "save_steps=2", *RUN]), out)
+    thread.join(timeout=60)
+    assert 2 <= killed["at_step"] < steps  # the kill landed mid-run
+    assert read_json(out / "status.json")["state"] == "done"
+    assert read_json(out / "learner.json")["resumed_from"] is not None  # the restarted worker resumed
+    log = read_json(out / "trainer_log.json")
+    assert [e["step"] for e in log if "reward" in e] == list(range(1, steps + 1))
+
+
 # -- job launch -----------------------------------------------------------------------------------
 
 def test_submit_wait_runs_a_short_deattribution_job_and_its_result_is_read_back(head, tiny_world, tiny_attributor,
