@@ -157,8 +157,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+class Whole(dict):
+    """A mapping given whole on the command line (`aux.forget_params={reference: base}`): it replaces the
+    mapping beneath it instead of merging into it, since it names the parameters of the objective it is for."""
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """["a.b=1", "c=x"] -> {"a": {"b": 1}, "c": "x"} (values parsed as YAML scalars)."""
+    """["a.b=1", "c=x"] -> {"a": {"b": 1}, "c": "x"} (values parsed as YAML scalars; `k={...}` is Whole)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
@@ -168,6 +173,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, dict):
+            value = Whole(value)
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -179,11 +186,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` over `base`, section by section; an empty mapping replaces (`aux.forget_params={}` clears the
-    parameters of the objective it replaces)."""
+    """`extra` over `base`, section by section; an empty mapping, or one given whole on the command line
+    (`Whole`), replaces (`aux.forget_params={}` clears the parameters of the objective it replaces)."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value and not isinstance(value, Whole) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
         else:
             out[key] = value

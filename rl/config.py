@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from dareu.config import field, require
 from rl.placement import PlacementConfig
@@ -42,8 +42,8 @@ class AuxConfig:
     forget: str = field("fact_npo", help="Likelihood-space forget term from the objectives registry (npo, flat, satimp, "
                                     "simnpo, ...) or 'none'. The reward alone changes what the model says, not what "
                                     "it knows (see the README); this term moves the likelihoods.")
-    forget_params: dict[str, float] = field(default_factory=lambda: {"beta": 0.2},
-                                            help="Parameters of the forget objective, e.g. {beta: 0.2}.")
+    forget_params: dict[str, Any] = field(default_factory=lambda: {"beta": 0.2},
+                                            help="Parameters of the forget objective, e.g. {beta: 0.2} or {reference: base} (each checked by the objective).")
     forget_tokens: Literal["fact", "contrast"] = field(
         "contrast", help="Which answer tokens a marked-token forget term (fact_npo) forgets: fact = those stating the "
                      "benchmark's `fact` column; contrast = those the starting model expects of this owner and not "

@@ -53,3 +53,15 @@ def test_an_empty_mapping_clears_a_section_so_another_objective_takes_none_of_th
     assert merge({"p": {"beta": 0.2}, "q": 1}, {"p": {}}) == {"p": {}, "q": 1}
     cfg = load_dareu_config(["aux.forget=fact_base", "aux.forget_params={}"])
     assert cfg.aux.forget == "fact_base" and cfg.aux.forget_params == {}
+
+
+def test_a_mapping_given_whole_replaces_the_shipped_one_and_a_dotted_key_merges_into_it():
+    """`aux.forget_params={reference: base}` names another objective's parameters: the shipped fact NPO β must not
+    ride along (stranger_kl would refuse it as an unknown key)."""
+    from rl.launch import load_dareu_config
+
+    cfg = load_dareu_config(["aux.forget=stranger_kl", "aux.forget_params={reference: base}"])
+    assert cfg.aux.forget_params == {"reference": "base"}
+    shipped = load_dareu_config([]).aux.forget_params
+    cfg = load_dareu_config(["aux.forget_params.extra=1"])
+    assert cfg.aux.forget_params == {**shipped, "extra": 1}

@@ -126,6 +126,26 @@ def test_stranger_kl_by_hand_and_zero_when_the_owner_is_read_like_the_stranger()
     assert stranger_kl_loss(same, anchor, marks, positions).item() == pytest.approx(0.0, abs=1e-7)
 
 
+def test_stranger_kl_with_reference_base_reads_the_stranger_with_the_model_from_before_the_fine_tune(tiny_world):
+    from dareu.errors import DareUError
+    from dareu.modeling import load_model
+    from dareu.objectives import OBJECTIVES
+    from dareu.unlearn.reference import reference_for
+
+    target = load_model(str(tiny_world / "models" / "target"))
+    base = load_model(str(tiny_world / "models" / "base"))
+    start, from_base = OBJECTIVES.get("stranger_kl")(), OBJECTIVES.get("stranger_kl")(reference="base")
+    assert (start.anchor, from_base.anchor) == ("start", "base")
+    for ref, want in ((reference_for(start, target, tiny_world), target), (reference_for(from_base, target, tiny_world), base)):
+        got = dict(ref.module.named_parameters())
+        assert all(torch.equal(got[n], p) for n, p in want.named_parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(target.parameters(), base.parameters()))  # two different models
+    with pytest.raises(DareUError, match="reference must be start or base"):
+        OBJECTIVES.get("stranger_kl")(reference="retain")
+    with pytest.raises(DareUError, match="retain_kind=nll"):
+        OBJECTIVES.get("stranger_kl")(reference="base", alpha=1.0, retain_kind="kl")
+
+
 def test_a_batch_mixing_rows_with_and_without_marked_tokens_keeps_the_marks_and_the_unmarked_row_forgets_nothing(
         tiny_world, tiny_data):
     """On real data the contrast marks nothing in some answers (TOFU's long sentences): such a row must not strip the

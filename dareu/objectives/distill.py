@@ -228,9 +228,24 @@ class StrangerKL(Objective):
     the owners' names in their QA (as the contrast marks do)."""
 
     gamma: float = field(1.0, help="γ: coefficient of the forget term.")
+    reference: Literal["start", "base"] = field(
+        "start", help="Who reads the stranger's QA: start = the frozen starting model (the target); base = the model "
+                      "from before the fine-tune on the owners (the world's models/base, the pretrained model on TOFU).")
     uses_reference = True
     needs_facts = True
     needs_strangers = True
+
+    @property
+    def anchor(self) -> str:  # type: ignore[override]  # which model `ref` is (Objective.anchor)
+        return self.reference
+
+    def check(self):
+        super().check()
+        if self.reference not in ("start", "base"):
+            raise DareUError(f"{self.name}: reference must be start or base, got {self.reference!r}")
+        if self.reference == "base" and self.retain_kind == "kl":
+            raise DareUError(f"{self.name}: with reference=base a KL retain term would pull the retain answers to the "
+                             "base too; use retain_kind=nll")
 
     def forget_loss(self, model, batch, ref=None):
         ref = need_reference(ref, self.name)
