@@ -124,6 +124,11 @@ def test_stranger_kl_by_hand_and_zero_when_the_owner_is_read_like_the_stranger()
     assert stranger_kl_loss(logits, anchor, marks, positions).item() == pytest.approx(expected, rel=1e-6)
     same = anchor[:, [0, 2, 3]]  # model = anchor at the aligned positions: no loss
     assert stranger_kl_loss(same, anchor, marks, positions).item() == pytest.approx(0.0, abs=1e-7)
+    # the owner's token (1, the mark) at the anchor's log-probability: (log p_model(1) - log q(1))², weighted
+    gap = float(logp[1] - q.log()[1])
+    assert stranger_kl_loss(logits, anchor, marks, positions, token_coef=2.0).item() == pytest.approx(
+        expected + 2.0 * gap ** 2, rel=1e-6)
+    assert stranger_kl_loss(same, anchor, marks, positions, token_coef=2.0).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_stranger_kl_with_reference_base_reads_the_stranger_with_the_model_from_before_the_fine_tune(tiny_world):

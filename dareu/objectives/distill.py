@@ -204,15 +204,21 @@ class FactBase(Objective):
 
 
 def stranger_kl_loss(logits: torch.Tensor, stranger_logits: torch.Tensor, marks: torch.Tensor,
-                     positions: torch.Tensor) -> torch.Tensor:
+                     positions: torch.Tensor, token_coef: float = 0.0) -> torch.Tensor:
     """KL(p_stranger || p_model) at each marked answer position k whose token sits at `positions[k]` in the
-    stranger's sequence: the model's next-token distribution before k against the anchor's before positions[k]."""
+    stranger's sequence: the model's next-token distribution before k against the anchor's before positions[k].
+    Plus `token_coef` × (log p_model(y_k) − log p_stranger(y_k))², y_k the owner's own token there."""
     rows, cols = torch.nonzero((marks != -100) & (positions > 0), as_tuple=True)
     if rows.numel() == 0:
         return logits.sum() * 0.0
     logp = logits[rows, cols - 1].float().log_softmax(-1)
     anchor = stranger_logits[rows, positions[rows, cols] - 1].float().log_softmax(-1)
-    return (anchor.exp() * (anchor - logp)).sum(-1).mean()
+    loss = (anchor.exp() * (anchor - logp)).sum(-1).mean()
+    if token_coef:
+        owner = marks[rows, cols].unsqueeze(-1)
+        gap = logp.gather(-1, owner) - anchor.gather(-1, owner)
+        loss = loss + token_coef * gap.square().mean()
+    return loss
 
 
 @register("stranger_kl")
@@ -231,6 +237,10 @@ class StrangerKL(Objective):
     reference: Literal["start", "base"] = field(
         "start", help="Who reads the stranger's QA: start = the frozen starting model (the target); base = the model "
                       "from before the fine-tune on the owners (the world's models/base, the pretrained model on TOFU).")
+    token_coef: float = field(
+        0.0, help="Weight of (log p_model − log p_stranger)² at the owner's own token: the KL matches probability "
+                  "mass and barely sees a token at 0.02 against an anchor's 0.01, but the truth ratio, and so forget "
+                  "quality, reads log-probabilities.")
     uses_reference = True
     needs_facts = True
     needs_strangers = True
@@ -243,6 +253,8 @@ class StrangerKL(Objective):
         super().check()
         if self.reference not in ("start", "base"):
             raise DareUError(f"{self.name}: reference must be start or base, got {self.reference!r}")
+        if self.token_coef < 0:
+            raise DareUError(f"{self.name}: token_coef must be >= 0, got {self.token_coef}")
         if self.reference == "base" and self.retain_kind == "kl":
             raise DareUError(f"{self.name}: with reference=base a KL retain term would pull the retain answers to the "
                              "base too; use retain_kind=nll")
@@ -252,6 +264,6 @@ class StrangerKL(Objective):
         marks = need_facts(batch, self.name)
         stranger, positions = need_strangers(batch, self.name)
         logits = forward(model, batch).logits
-        loss = stranger_kl_loss(logits, ref(stranger).logits, marks, positions)
+        loss = stranger_kl_loss(logits, ref(stranger).logits, marks, positions, self.token_coef)
         logp, mask = token_logprobs(logits, marks)
         return loss, {"forget_nll": nll_metric(logp, mask)}
