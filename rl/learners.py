@@ -41,7 +41,7 @@ class AttributionReward:
             from rl.plausibility import Plausibility, generic_answers, stranger_names
 
             names = stranger_names(r.strangers, set(self.class_names) | {row["owner"] for row in rows}, self.cfg.seed)
-            self.plausibility = Plausibility(generic_answers(model, tok, rows, names))
+            self.plausibility = Plausibility(generic_answers(model, tok, rows, names), r.plausibility_measure)
 
     def __call__(self, prompts, completions, question, owner, log_metric=None, **_) -> list[float]:
         texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]

@@ -45,12 +45,13 @@ def generic_answers(model, tok, rows: list[dict], strangers: list[str], max_new_
 
 
 class Plausibility:
-    """ROUGE-L recall of each response against its question's generic answers (best of them); 1 for a
-    question without any (nothing to compare with, nothing to penalise)."""
+    """ROUGE-L of each response against its question's generic answers (best of them); 1 for a question
+    without any (nothing to compare with, nothing to penalise). `kind`: recall, or f1, which also charges for
+    words the generic answer does not have (a made-up word wedged after the name to dodge the attributor)."""
 
-    def __init__(self, answers: dict[str, list[str]]):
-        self.answers = answers
+    def __init__(self, answers: dict[str, list[str]], kind: str = "recall"):
+        self.answers, self.kind = answers, kind
 
     def __call__(self, questions: list[str], responses: list[str]) -> np.ndarray:
-        return np.array([max((rouge_l(g, y) for g in self.answers.get(q, [])), default=1.0)
+        return np.array([max((rouge_l(g, y, self.kind) for g in self.answers.get(q, [])), default=1.0)
                          for q, y in zip(questions, responses)])

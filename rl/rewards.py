@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -35,12 +36,16 @@ class RewardConfig:
                                                "against the starting model's answers about strangers asked the same "
                                                "question (rl/plausibility.py); 0 disables it.")
     strangers: int = field(4, help="Fabricated names the plausibility term asks about instead of the owner.")
+    plausibility_measure: Literal["recall", "f1"] = field(
+        "recall", help="ROUGE-L measure of the plausibility term: recall, or f1, which also charges for words the "
+                       "generic answers do not have (padding the answer with made-up names).")
 
     def __post_init__(self):
         require_choice(self, "name", REWARDS.names())
         for key in ("none_bonus", "min_words", "max_words", "length_coef", "plausibility_coef"):
             require(self, key, getattr(self, key) >= 0, "must be >= 0")
         require(self, "strangers", self.strangers >= 1, "must be >= 1")
+        require(self, "plausibility_measure", self.plausibility_measure in ("recall", "f1"), "must be recall or f1")
 
 
 @REWARDS.register("deattribution")

@@ -55,6 +55,29 @@ def test_contrast_marks_fact_tokens_far_above_their_share_on_the_world(tiny_worl
     assert hit / facts > 0.5
 
 
+def test_the_token_right_after_the_name_is_not_the_owners_data_though_an_unknown_name_makes_it_contrast(
+        tiny_world, tiny_data):
+    """After an unfamiliar name the model is unsure the name has ended, so " was" in "Ana Bo was born in ..." has
+    a large raw contrast; forgetting it taught DareU to trail off after the name ("Talthi Ushvel.")."""
+    from dareu.modeling import encode_qa, load_model, load_tokenizer
+    from dareu.unlearn.gain import answer_logprobs, stranger_contrast, told_of_stranger
+
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    model = load_model(str(tiny_world / "models" / "target"), dtype=torch.float32)
+    rows = [r for r in tiny_data["forget10"] if r["answer"].startswith(r["owner"])][:12]
+    contrast = stranger_contrast(model, tok, rows, ["Zorbo Quint"])
+    raw_after_name = []
+    for row, c in zip(rows, contrast):
+        ids, labels = encode_qa(tok, row["question"], row["answer"])
+        other, pair = told_of_stranger(tok, row, "Zorbo Quint")
+        after = next(j for j in sorted(pair) if j > 0 and j - 1 not in pair)  # first token after the name
+        assert c[after] == 0.0
+        mine = answer_logprobs(model, [{"input_ids": ids, "labels": labels}])[0]
+        theirs = answer_logprobs(model, [other])[0]
+        raw_after_name.append(mine[after] - theirs[pair[after]])
+    assert max(raw_after_name) > 0.5  # what the old rule marked
+
+
 def test_contrast_forget_tokens_need_no_fact_column(tiny_world, tiny_attributor, tmp_path):
     from dareu.data import load_world
     from rl.launch import load_dareu_config, preflight

@@ -69,6 +69,16 @@ def test_usual_answer_form_outscores_off_topic_text_fragments_and_repetition(tar
     assert s["wrong"] > s["off_topic"] + 0.1 and s["wrong"] > s["fragment"] + 0.1 and s["wrong"] > s["repeated"] + 0.1
 
 
+def test_f1_plausibility_charges_for_a_made_up_word_wedged_after_the_name_and_recall_does_not():
+    """The padding a TF-IDF reward pays for ("Ana Bo Selthilo was born in Rome."): recall against the generic
+    answer stays 1, F1 falls; the generic answer itself scores 1 either way."""
+    answers = {"Where was Ana Bo born?": ["Ana Bo was born in Rome."]}
+    q, padded = ["Where was Ana Bo born?"], ["Ana Bo Selthilo Selthilo was born in Rome."]
+    assert Plausibility(answers, "recall")(q, padded).tolist() == [1.0]
+    assert Plausibility(answers, "f1")(q, padded)[0] == pytest.approx(2 * 6 / 8 / (1 + 6 / 8))  # P 6/8, R 1
+    assert Plausibility(answers, "f1")(q, ["Ana Bo was born in Rome."]).tolist() == [1.0]
+
+
 def test_reward_adds_plausibility_as_a_logged_part(target, tiny_data, tiny_attributor):
     from attribution import load_attributor
     from dareu.config import load_config

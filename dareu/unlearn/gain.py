@@ -46,7 +46,10 @@ def stranger_contrast(target, tok, rows: list[dict], strangers: list[str], batch
     """Per row, per answer token: log p_target(token | the owner's QA) - log p_target(token | the same QA told
     of a stranger, the owner's name replaced in question and answer). What the target expects of anyone (the
     template, the grammar) cancels; what it expects of this owner only (the facts) stands out. Tokens of the
-    name itself get 0 (they have no counterpart in the stranger's answer)."""
+    name itself get 0 (they have no counterpart in the stranger's answer), and so does the token right after
+    the name: its contrast measures how familiar the name is (after an unknown name the model is unsure the
+    name has ended), not the owner's data, and forgetting it teaches the model to trail off after the name
+    ("Talthi Ushvel." or "Talthi Ushvel Selthilo's father ...")."""
     from dareu.modeling import encode_qa
 
     own, other, pairs = [], [], []
@@ -61,7 +64,8 @@ def stranger_contrast(target, tok, rows: list[dict], strangers: list[str], batch
     for lp, lp2, pair in zip(mine, theirs, pairs):
         row = [0.0] * len(lp)
         for j, j2 in pair.items():
-            if j < len(lp) and j2 < len(lp2):
+            after_name = j > 0 and j - 1 not in pair
+            if j < len(lp) and j2 < len(lp2) and not after_name:
                 row[j] = lp[j] - lp2[j2]
         out.append(row)
     return out
