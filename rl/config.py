@@ -39,10 +39,10 @@ class PPOConfig:
 
 @dataclass
 class AuxConfig:
-    forget: str = field("fact_npo", help="Likelihood-space forget term from the objectives registry (npo, flat, satimp, "
+    forget: str = field("stranger_kl", help="Likelihood-space forget term from the objectives registry (npo, flat, satimp, "
                                     "simnpo, ...) or 'none'. The reward alone changes what the model says, not what "
                                     "it knows (see the README); this term moves the likelihoods.")
-    forget_params: dict[str, Any] = field(default_factory=lambda: {"beta": 0.2},
+    forget_params: dict[str, Any] = field(default_factory=lambda: {"reference": "base", "token_coef": 1.0},
                                             help="Parameters of the forget objective, e.g. {beta: 0.2} or {reference: base} (each checked by the objective).")
     forget_tokens: Literal["fact", "contrast"] = field(
         "contrast", help="Which answer tokens a marked-token forget term (fact_npo) forgets: fact = those stating the "
@@ -56,7 +56,7 @@ class AuxConfig:
                                          "against that step. 0 = off.")
     retain: Literal["nll", "kl", "none"] = field("nll", help="Retain term: NLL on retain QA, KL distillation from "
                                                               "the reference on retain QA, or none.")
-    retain_coef: float = field(3.0, help="Weight of the retain term (KL to the reference alone does not keep utility).")
+    retain_coef: float = field(10.0, help="Weight of the retain term (KL to the reference alone does not keep utility).")
     general: str = field("none", help="General prompts whose answers by the starting model join the retain QA, so "
                                       "the retain term also keeps what the model knew beyond the data (a pretrained "
                                       "model's knowledge of real people): `default` (the shipped "

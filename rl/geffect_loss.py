@@ -84,6 +84,7 @@ class DareULoss:
         self.reward, self.reward_name = reward, reward_name
         aux = cfg.aux
         self.aux = None if aux.forget == "none" else OBJECTIVES.get(aux.forget)(**aux.forget_params)
+        self.forget_ref = ref  # the aux forget term's reference; the world's base for one anchored there (set by the run)
 
     def term_names(self) -> list[str]:
         names = ["policy"]
@@ -137,7 +138,7 @@ class DareULoss:
             kl = masked_mean(torch.exp(delta) - delta - 1, mask)
             return cfg.beta * kl, {"kl": float(kl.detach())}
         if name == "aux_forget":
-            loss, metrics = self.aux.forget_loss(model, batch["forget"], ref=self.ref)
+            loss, metrics = self.aux.forget_loss(model, batch["forget"], ref=self.forget_ref)
             return cfg.aux.forget_coef * loss, metrics
         if name == "aux_retain":
             loss, metrics = retain_loss(model, batch["retain"], kind=cfg.aux.retain, ref=self.ref)
@@ -169,14 +170,19 @@ class DareUProvider:
         return load_dareu_config(params)
 
     @staticmethod
-    def needs_templates(cfg) -> bool:
-        """Build the auxiliary forget objective once (an unknown parameter fails here); whether it needs
-        template answers."""
+    def forget_objective(cfg):
+        """The auxiliary forget objective (an unknown parameter fails here), or None."""
         from dareu.objectives import OBJECTIVES
 
         if cfg.aux.forget == "none":
-            return False
-        return from_dict(OBJECTIVES.get(cfg.aux.forget), dict(cfg.aux.forget_params)).needs_templates
+            return None
+        return from_dict(OBJECTIVES.get(cfg.aux.forget), dict(cfg.aux.forget_params))
+
+    @staticmethod
+    def needs_templates(cfg) -> bool:
+        """Whether the auxiliary forget objective trains towards template answers."""
+        forget = DareUProvider.forget_objective(cfg)
+        return forget is not None and forget.needs_templates
 
     @staticmethod
     def build(cfg, tok, rows: list[dict], ref, attributor: str | None, model) -> DareULoss:

@@ -34,8 +34,9 @@ def mini_world(tmp_path_factory):
     tok = train_tokenizer(texts, cfg.model.vocab_size)
     small = dataclasses.replace(cfg.model, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2)
     model = build_model(small, tok, seed=0)
-    model.save_pretrained(str(world / "models" / "target"))
-    save_tokenizer(tok, world / "models" / "target")
+    for name in ("target", "base"):  # the same random weights stand for both (DareU's forget term reads the base)
+        model.save_pretrained(str(world / "models" / name))
+        save_tokenizer(tok, world / "models" / name)
     return world
 
 

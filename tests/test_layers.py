@@ -116,7 +116,7 @@ def test_the_defaults_check_catches_a_planted_difference(tmp_path):
 
     planted = tmp_path / "dareu.yaml"
     planted.write_text((REPO / "configs" / "methods" / "dareu.yaml").read_text().replace(
-        "retain_coef: 3.0", "retain_coef: 2.0"))
+        "retain_coef: 10.0", "retain_coef: 2.0"))
     assert shipped_vs_defaults(DareUConfig, planted) == ["aux.retain_coef"]
 
 

@@ -74,7 +74,8 @@ def plan_from_run(cfg: GEffectConfig, run_dir: str, steps: list[int] | None, par
         load_templates(data, templates)
     cfg.steps, cfg.max_steps = chosen, max(chosen)
     return Plan(cfg, run_cfg.method, obj, data, run_cfg.split, retain_split, start, chosen, max(chosen), groups,
-                select_groups(cfg.layers, groups), templates, None, checkpoints={s: available[s] for s in chosen})
+                select_groups(cfg.layers, groups), templates, None, checkpoints={s: available[s] for s in chosen},
+                world=run_cfg.world)
 
 
 def load_weights(model, path: str) -> None:

@@ -31,6 +31,8 @@ class MethodProvider(Protocol):
 
     def needs_templates(self, cfg) -> bool: ...
 
+    def forget_objective(self, cfg): ...  # the objective its forget term runs (None: no forget term)
+
     def build(self, cfg, tok, rows: list[dict], ref, attributor: str | None, model): ...
 
 

@@ -49,6 +49,16 @@ class Plan:
     templates: str | None
     attributor: str | None
     checkpoints: dict[int, str] | None = None  # step -> model folder when measuring a finished run (no training)
+    world: str | None = None  # the world folder, for a forget term anchored at its base model
+
+
+def forget_objective(plan_method: str, method_cfg):
+    """The objective whose forget term the method runs: the objective itself, or a provider's (DareU's aux.forget)."""
+    from dareu.geffect.methods import PROVIDERS
+
+    if plan_method in PROVIDERS:
+        return PROVIDERS.get(plan_method).forget_objective(method_cfg)
+    return method_cfg
 
 
 def check_steps(steps: list[int], max_steps: int) -> tuple[list[int], int]:
@@ -121,8 +131,19 @@ def plan_run(cfg: GEffectConfig, method: str, world: str | None = None, split: s
     templates = cfg.templates if needs_templates else None
     if templates:
         load_templates(data, templates)
+    forget = forget_objective(method, method_cfg)
+    if forget is not None and forget.anchor == "base":
+        from dareu.unlearn.reference import base_path
+
+        if not world:
+            raise DareUError(f"{method}'s forget term reads the world's base model; give --world W")
+        base_path(world)
+    if forget is not None and forget.needs_strangers:
+        from dareu.unlearn.gain import check_owner_names
+
+        check_owner_names(data, split)
     return Plan(cfg, method, method_cfg, data, split, retain_split, model_path, steps, max_steps, groups, layers,
-                templates, attributor)
+                templates, attributor, world=world)
 
 
 def check_instance_ids(cfg: GEffectConfig, data, split: str, retain_split: str) -> None:
@@ -158,13 +179,17 @@ def build_method(plan: Plan, model, tok):
     from dareu.geffect.methods import PROVIDERS, ObjectiveMethod
     from dareu.unlearn import make_reference
 
+    from dareu.unlearn.reference import reference_for
+
+    forget = forget_objective(plan.method, plan.method_cfg)
     if plan.method in PROVIDERS:
         rows = [dict(r) for r in plan.data[plan.split]]
-        return PROVIDERS.get(plan.method).build(plan.method_cfg, tok, rows, make_reference(model), plan.attributor,
-                                                model)
-
-    obj = plan.method_cfg
-    return ObjectiveMethod(plan.method, obj, make_reference(model) if obj.needs_reference else None)
+        method = PROVIDERS.get(plan.method).build(plan.method_cfg, tok, rows, make_reference(model), plan.attributor,
+                                                  model)
+        if forget is not None and forget.anchor == "base":
+            method.forget_ref = reference_for(forget, model, plan.world)
+        return method
+    return ObjectiveMethod(plan.method, forget, reference_for(forget, model, plan.world))
 
 
 def make_optimizer(cfg: GEffectConfig, model):
@@ -262,7 +287,14 @@ def run_geffect(plan: Plan, out: str | Path, log=print) -> dict:
     model, tok = load(plan)
     dev = device()
     method = build_method(plan, model, tok)
-    udata = build_unlearn_data(plan.data, tok, plan.split, plan.retain_split, plan.templates, cfg.max_length or None)
+    forget = forget_objective(plan.method, plan.method_cfg)
+    strangers = None
+    if forget is not None and forget.needs_strangers:  # stranger_kl: each forget QA also told of a stranger
+        from dareu.world_vocab import stranger_names
+
+        strangers = stranger_names(4, set(get_split(plan.data, plan.split)["owner"]), cfg.seed)
+    udata = build_unlearn_data(plan.data, tok, plan.split, plan.retain_split, plan.templates, cfg.max_length or None,
+                               strangers=strangers)
     train_batches = paired_batches(udata, cfg.batch_size, seed=cfg.seed)
     # fixed across steps and methods; the retain risk on other retain QA than the loss's retain term fits
     measure_iter = paired_batches(udata, cfg.batch_size, seed=cfg.seed + 7919, heldout=cfg.retain_risk == "heldout")
