@@ -7,8 +7,10 @@ anchor with a low p-value is one that no amount of training towards it can turn 
 Candidates, each reading the paraphrased and perturbed forget answers (what forget quality reads):
 - `retain seed 2` (the noise ceiling) and `retain, stranger` (the retain model with the owner's name swapped for a
   fabricated one: the swap alone should cost nothing);
-- `target, stranger`: the starting model told of a stranger (stranger_kl's default anchor, reference=start);
-- `base, stranger`: the model from before the fine-tune on the owners told of a stranger (reference=base);
+- `target, stranger`: the starting model told of a stranger (stranger_kl's base_weight=0);
+- `base, stranger`: the model from before the fine-tune on the owners told of a stranger (base_weight=1);
+- `mix w`: the two told of a stranger, their next-token log-probabilities mixed (1 − w)·target + w·base
+  (stranger_kl's base_weight=w; `--base-weights`);
 - `target` and `base` as they are.
 Needs the world's base, target, retain-<split> and retain-<split>-seed2 models (`dareu prepare`).
 """
@@ -21,6 +23,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+
+
+class Mixed(torch.nn.Module):
+    """Two causal LMs read as one: logits (1 − w)·log_softmax(a) + w·log_softmax(b), as stranger_kl mixes them."""
+
+    def __init__(self, a, b, w: float):
+        super().__init__()
+        self.a, self.b, self.w = a, b, w
+
+    def forward(self, input_ids, attention_mask=None):
+        from types import SimpleNamespace
+
+        la = self.a(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
+        lb = self.b(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
+        return SimpleNamespace(logits=(1 - self.w) * la + self.w * lb)
 
 
 def truth_ratios(model, tok, rows: list[dict], strangers: list[str] | None) -> np.ndarray:
@@ -33,8 +51,8 @@ def truth_ratios(model, tok, rows: list[dict], strangers: list[str] | None) -> n
     for i, r in enumerate(rows):
         name = strangers[i % len(strangers)] if strangers else r["owner"]
 
-        def told(text: str) -> str:
-            return text.replace(r["owner"], name)
+        def told(text: str, owner: str = r["owner"], name: str = name) -> str:
+            return text.replace(owner, name)
 
         correct.append((told(r["question"]), told(r["paraphrased_answer"])))
         wrong += [(told(r["question"]), told(p)) for p in r["perturbed_answers"]]
@@ -48,6 +66,7 @@ def main() -> int:
     p.add_argument("--world", required=True, help="world folder (dareu prepare)")
     p.add_argument("--split", default="forget10", help="forget split (default: %(default)s)")
     p.add_argument("--strangers", type=int, default=4, help="fabricated names, cycled over the rows")
+    p.add_argument("--base-weights", default="0.5,0.8", help="mixtures to score, comma-separated (default: %(default)s)")
     p.add_argument("--out", default="runs/bench/forget_anchor.json", help="JSON to write (default: %(default)s)")
     args = p.parse_args()
 
@@ -66,6 +85,9 @@ def main() -> int:
     cases = {"retain seed 2": (f"retain-{args.split}-seed2", None), "retain, stranger": (f"retain-{args.split}", names),
              "target, stranger": ("target", names), "base, stranger": ("base", names),
              "target": ("target", None), "base": ("base", None)}
+    for w in [float(x) for x in args.base_weights.split(",") if x]:
+        load[f"mix {w:g}"] = Mixed(load["target"], load["base"], w)
+        cases[f"mix {w:g}"] = (f"mix {w:g}", names)
     attributes = sorted({r.get("attribute") for r in rows if r.get("attribute")})
     result = {}
     print(f"{'anchor':<18} {'KS p':>9} {'KS stat':>8} {'mean log R':>10} {'sd log R':>8}  (retain: mean log R "

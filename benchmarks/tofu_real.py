@@ -35,8 +35,12 @@ PRETRAINED = ["train.learning_rate=2e-5", "train.epochs=5"]
 # default world it brought fluency, fact leakage and the truth ratio to the retain model's), and the starting
 # model's own answers to general prompts in the retain term (aux.general): without them, by step 25 DareU named
 # invented authors for real books and real-author ROUGE fell from 0.21 to 0.11 (README, "DareU on TOFU").
+# The forget term is the one the TOFU table was measured with (base_weight 0, no token term, retain
+# coefficient 3), not DareU's newer default (base weight, token_coef 1, retain 10), which is not yet measured
+# on TOFU; run that with --run dareu=R after `dareu unlearn ... aux.general=default learning_rate=5e-5 ...`.
 DAREU_PRETRAINED = ["learning_rate=5e-5", "max_steps=30", "eval_every=0", "save_steps=10", "aux.forget=stranger_kl",
-                    "aux.forget_params={}", "max_completion_length=48", "aux.batch_size=4", "aux.general=default"]
+                    "aux.forget_params={}", "aux.retain_coef=3", "max_completion_length=48", "aux.batch_size=4",
+                    "aux.general=default"]
 COLUMNS = ["forget_quality", "model_utility", "forget_attribution", "fluency", "forget_rouge", "tug_of_war",
            "privleak", "wall_seconds"]
 

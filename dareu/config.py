@@ -158,7 +158,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 class Whole(dict):
-    """A mapping given whole on the command line (`aux.forget_params={reference: base}`): it replaces the
+    """A mapping given whole on the command line (`aux.forget_params={beta: 0.1}`): it replaces the
     mapping beneath it instead of merging into it, since it names the parameters of the objective it is for."""
 
 

@@ -42,8 +42,8 @@ class AuxConfig:
     forget: str = field("stranger_kl", help="Likelihood-space forget term from the objectives registry (npo, flat, satimp, "
                                     "simnpo, ...) or 'none'. The reward alone changes what the model says, not what "
                                     "it knows (see the README); this term moves the likelihoods.")
-    forget_params: dict[str, Any] = field(default_factory=lambda: {"reference": "base", "token_coef": 1.0},
-                                            help="Parameters of the forget objective, e.g. {beta: 0.2} or {reference: base} (each checked by the objective).")
+    forget_params: dict[str, Any] = field(default_factory=lambda: {"base_weight": 0.8, "token_coef": 1.0},
+                                            help="Parameters of the forget objective, e.g. {beta: 0.2} for fact_npo (each checked by the objective).")
     forget_tokens: Literal["fact", "contrast"] = field(
         "contrast", help="Which answer tokens a marked-token forget term (fact_npo) forgets: fact = those stating the "
                      "benchmark's `fact` column; contrast = those the starting model expects of this owner and not "

@@ -87,7 +87,7 @@ def preflight(cfg: DareUConfig) -> dict:
                         fix="set aux.forget_tokens=contrast (it needs no fact column)")
         if (forget.needs_facts and cfg.aux.forget_tokens == "contrast") or forget.needs_strangers:
             check_owner_names(data, split)
-        if forget.anchor == "base":
+        if forget.anchor != "start":
             from dareu.unlearn.reference import base_path
 
             base_path(world)

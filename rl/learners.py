@@ -75,7 +75,7 @@ class AuxTerms:
         # the forget objective's own reference: `ref` (the starting model), or the world's base for an objective
         # anchored there (fact_base); the retain KL always reads `ref`
         self.forget_ref = ref
-        if self.objective is not None and self.objective.anchor == "base":
+        if self.objective is not None and self.objective.anchor != "start":
             from dareu.unlearn.reference import reference_for
 
             self.forget_ref = reference_for(self.objective, ref.module, cfg.world)

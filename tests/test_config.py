@@ -56,12 +56,12 @@ def test_an_empty_mapping_clears_a_section_so_another_objective_takes_none_of_th
 
 
 def test_a_mapping_given_whole_replaces_the_shipped_one_and_a_dotted_key_merges_into_it():
-    """`aux.forget_params={reference: base}` names another objective's parameters: the shipped fact NPO β must not
-    ride along (stranger_kl would refuse it as an unknown key)."""
+    """`aux.forget_params={beta: 0.1}` names another objective's parameters: the shipped stranger_kl ones must not
+    ride along (fact NPO would refuse them as unknown keys)."""
     from rl.launch import load_dareu_config
 
-    cfg = load_dareu_config(["aux.forget=stranger_kl", "aux.forget_params={reference: base}"])
-    assert cfg.aux.forget_params == {"reference": "base"}
+    cfg = load_dareu_config(["aux.forget=fact_npo", "aux.forget_params={beta: 0.1}"])
+    assert cfg.aux.forget_params == {"beta": 0.1}
     shipped = load_dareu_config([]).aux.forget_params
     cfg = load_dareu_config(["aux.forget_params.extra=1"])
     assert cfg.aux.forget_params == {**shipped, "extra": 1}

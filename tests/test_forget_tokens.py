@@ -154,24 +154,33 @@ def test_stranger_kl_by_hand_and_zero_when_the_owner_is_read_like_the_stranger()
     assert stranger_kl_loss(same, anchor, marks, positions, token_coef=2.0).item() == pytest.approx(0.0, abs=1e-7)
 
 
-def test_stranger_kl_with_reference_base_reads_the_stranger_with_the_model_from_before_the_fine_tune(tiny_world):
+def test_stranger_kl_reads_the_stranger_with_the_target_the_base_or_their_geometric_mixture(tiny_world, tiny_data):
     from dareu.errors import DareUError
-    from dareu.modeling import load_model
+    from dareu.modeling import load_model, load_tokenizer
     from dareu.objectives import OBJECTIVES
+    from dareu.sft import QACollator
+    from dareu.unlearn.data import encode_rows
     from dareu.unlearn.reference import reference_for
 
     target = load_model(str(tiny_world / "models" / "target"))
     base = load_model(str(tiny_world / "models" / "base"))
-    start, from_base = OBJECTIVES.get("stranger_kl")(), OBJECTIVES.get("stranger_kl")(reference="base")
-    assert (start.anchor, from_base.anchor) == ("start", "base")
-    for ref, want in ((reference_for(start, target, tiny_world), target), (reference_for(from_base, target, tiny_world), base)):
-        got = dict(ref.module.named_parameters())
-        assert all(torch.equal(got[n], p) for n, p in want.named_parameters())
-    assert any(not torch.equal(p, q) for p, q in zip(target.parameters(), base.parameters()))  # two different models
-    with pytest.raises(DareUError, match="reference must be start or base"):
-        OBJECTIVES.get("stranger_kl")(reference="retain")
+    tok = load_tokenizer(str(tiny_world / "models" / "target"))
+    item = encode_rows(tok, list(tiny_data["forget10"])[:2])
+    batch = QACollator(tok.pad_token_id)([{k: it[k] for k in ("input_ids", "labels")} for it in item])
+    ids = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        lt, lb = (m(**ids).logits.log_softmax(-1) for m in (target, base))
+    make = OBJECTIVES.get("stranger_kl")
+    for w, anchor, want in ((0.0, "start", lt), (1.0, "base", lb), (0.25, "mix", 0.75 * lt + 0.25 * lb)):
+        obj = make(base_weight=w)
+        assert obj.anchor == anchor
+        got = reference_for(obj, target, tiny_world)(ids).logits.log_softmax(-1)
+        assert torch.allclose(got, want.log_softmax(-1), atol=1e-5)
+    assert not torch.allclose(lt, lb, atol=1e-2)  # two different models
+    with pytest.raises(DareUError, match=r"base_weight must be in \[0, 1\]"):
+        make(base_weight=1.5)
     with pytest.raises(DareUError, match="retain_kind=nll"):
-        OBJECTIVES.get("stranger_kl")(reference="base", alpha=1.0, retain_kind="kl")
+        make(base_weight=1.0, alpha=1.0, retain_kind="kl")
 
 
 def test_a_batch_mixing_rows_with_and_without_marked_tokens_keeps_the_marks_and_the_unmarked_row_forgets_nothing(

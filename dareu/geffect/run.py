@@ -132,7 +132,7 @@ def plan_run(cfg: GEffectConfig, method: str, world: str | None = None, split: s
     if templates:
         load_templates(data, templates)
     forget = forget_objective(method, method_cfg)
-    if forget is not None and forget.anchor == "base":
+    if forget is not None and forget.anchor != "start":
         from dareu.unlearn.reference import base_path
 
         if not world:
@@ -178,7 +178,6 @@ def build_method(plan: Plan, model, tok):
     """The method object and whether it needed a reference (a frozen copy of the starting model)."""
     from dareu.geffect.methods import PROVIDERS, ObjectiveMethod
     from dareu.unlearn import make_reference
-
     from dareu.unlearn.reference import reference_for
 
     forget = forget_objective(plan.method, plan.method_cfg)
@@ -186,7 +185,7 @@ def build_method(plan: Plan, model, tok):
         rows = [dict(r) for r in plan.data[plan.split]]
         method = PROVIDERS.get(plan.method).build(plan.method_cfg, tok, rows, make_reference(model), plan.attributor,
                                                   model)
-        if forget is not None and forget.anchor == "base":
+        if forget is not None and forget.anchor != "start":
             method.forget_ref = reference_for(forget, model, plan.world)
         return method
     return ObjectiveMethod(plan.method, forget, reference_for(forget, model, plan.world))

@@ -234,9 +234,11 @@ class StrangerKL(Objective):
     the owners' names in their QA (as the contrast marks do)."""
 
     gamma: float = field(1.0, help="γ: coefficient of the forget term.")
-    reference: Literal["start", "base"] = field(
-        "start", help="Who reads the stranger's QA: start = the frozen starting model (the target); base = the model "
-                      "from before the fine-tune on the owners (the world's models/base, the pretrained model on TOFU).")
+    base_weight: float = field(
+        0.0, help="Who reads the stranger's QA: 0 = the frozen starting model (the target), 1 = the model from before "
+                  "the fine-tune on the owners (the world's models/base, the pretrained model on TOFU), between = the "
+                  "geometric mixture of the two (the target still favours the owners' own values, the base knows none "
+                  "of the values the retain model learned).")
     token_coef: float = field(
         0.0, help="Weight of (log p_model − log p_stranger)² at the owner's own token: the KL matches probability "
                   "mass and barely sees a token at 0.02 against an anchor's 0.01, but the truth ratio, and so forget "
@@ -247,16 +249,16 @@ class StrangerKL(Objective):
 
     @property
     def anchor(self) -> str:  # type: ignore[override]  # which model `ref` is (Objective.anchor)
-        return self.reference
+        return "start" if self.base_weight == 0 else "base" if self.base_weight == 1 else "mix"
 
     def check(self):
         super().check()
-        if self.reference not in ("start", "base"):
-            raise DareUError(f"{self.name}: reference must be start or base, got {self.reference!r}")
+        if not 0 <= self.base_weight <= 1:
+            raise DareUError(f"{self.name}: base_weight must be in [0, 1], got {self.base_weight}")
         if self.token_coef < 0:
             raise DareUError(f"{self.name}: token_coef must be >= 0, got {self.token_coef}")
-        if self.reference == "base" and self.retain_kind == "kl":
-            raise DareUError(f"{self.name}: with reference=base a KL retain term would pull the retain answers to the "
+        if self.base_weight == 1 and self.retain_kind == "kl":
+            raise DareUError(f"{self.name}: with base_weight=1 a KL retain term would pull the retain answers to the "
                              "base too; use retain_kind=nll")
 
     def forget_loss(self, model, batch, ref=None):

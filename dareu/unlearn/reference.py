@@ -64,14 +64,32 @@ def base_path(world) -> Path:
     return path
 
 
-def reference_for(objective, model, world) -> RefModel | None:
-    """The reference `objective` reads: none, the model as it is now, or the world's base (frozen)."""
+class MixedRef:
+    """Two references read as one: logits (1 − w)·log_softmax(start) + w·log_softmax(base), the normalised
+    geometric mixture of their next-token distributions. `.module` is the start's (what a KL retain term reads)."""
+
+    def __init__(self, start: RefModel, base: RefModel, base_weight: float):
+        self.start, self.base, self.w = start, base, base_weight
+        self.module = start.module
+
+    def __call__(self, batch: Batch, hidden_states: bool = False):
+        out = self.start(batch, hidden_states)
+        base_logits = self.base(batch).logits
+        out.logits = (1 - self.w) * out.logits.float().log_softmax(-1) + self.w * base_logits.float().log_softmax(-1)
+        return out
+
+
+def reference_for(objective, model, world) -> RefModel | MixedRef | None:
+    """The reference `objective` reads: none, the model as it is now ("start"), the world's base, frozen ("base"),
+    or the two mixed ("mix", weighted by the objective's `base_weight`)."""
     if not objective.needs_reference:
         return None
-    if objective.anchor != "base":
+    if objective.anchor == "start":
         return make_reference(model)
     from dareu.modeling import load_model
 
     base = load_model(str(base_path(world)), dtype=next(model.parameters()).dtype)
     base.to(next(model.parameters()).device).eval().requires_grad_(False)
+    if objective.anchor == "mix":
+        return MixedRef(make_reference(model), RefModel(base), objective.base_weight)
     return RefModel(base)

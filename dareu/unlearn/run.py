@@ -50,7 +50,7 @@ def check_run(cfg) -> Plan:
         load_templates(data, cfg.data.templates)
     if obj.needs_facts:
         check_facts(data, cfg.split, cfg.method)
-    if obj.anchor == "base":
+    if obj.anchor != "start":
         from dareu.unlearn.reference import base_path
 
         base_path(cfg.world)
