@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -35,8 +36,17 @@ from rl.placement import check_config
 def load_dareu_config(overrides: list[str] | None = None, config: str | Path | None = None,
                       flags: dict | None = None) -> DareUConfig:
     """The shipped `dareu.yaml` <- the user's `config` file (layered over it, never instead of it) <- `flags`
-    (a nested dict from the command-line flags) <- key=value `overrides`: the same order as the loss-based methods."""
-    return from_dict(DareUConfig, layered_config("dareu", overrides, config, flags))
+    (a nested dict from the command-line flags) <- key=value `overrides`: the same order as the loss-based methods.
+    The shipped `aux.forget_params` belong to the shipped `aux.forget`: another objective gets only the parameters
+    the user gives it (`aux.forget=fact_npo` alone runs it with its own defaults)."""
+    from dareu.config import merge, parse_overrides, read_yaml
+
+    data = layered_config("dareu", overrides, config, flags)
+    user = merge(merge(read_yaml(config) if config else {}, flags or {}), parse_overrides(overrides or []))
+    mine = user.get("aux") or {}
+    if mine.get("forget", DareUConfig().aux.forget) != DareUConfig().aux.forget:
+        data["aux"] = {**data["aux"], "forget_params": dict(mine.get("forget_params") or {})}
+    return from_dict(DareUConfig, data)
 
 
 def preflight(cfg: DareUConfig) -> dict:
@@ -178,7 +188,9 @@ def run_unlearn(cfg: DareUConfig, out: str | Path, overwrite: bool = False, resu
         retain_logs = cached_logs(ref_dir, need["data"], split, world_eval_config(world),
                                   Path(world) / "eval" / f"retain-{split}") \
             if Path(ref_dir).is_dir() else None
-        config = {"cfg": cfg, "run_dir": str(out.resolve()), "world": str(Path(world).resolve()),
+        # absolute paths: Ray's workers run in their own working directory (the forget term reads W/models/base)
+        config = {"cfg": dataclasses.replace(cfg, world=str(Path(world).resolve())), "run_dir": str(out.resolve()),
+                  "world": str(Path(world).resolve()),
                   "split": split, "model": str(Path(need["model_dir"]).resolve()) if Path(need["model_dir"]).exists()
                   else need["model_dir"], "retain_logs": retain_logs,
                   "templates": "idk" if "idk" in need["data"] else None}

@@ -62,6 +62,9 @@ def test_a_mapping_given_whole_replaces_the_shipped_one_and_a_dotted_key_merges_
 
     cfg = load_dareu_config(["aux.forget=fact_npo", "aux.forget_params={beta: 0.1}"])
     assert cfg.aux.forget_params == {"beta": 0.1}
+    # another objective without its parameters runs with its own defaults, not the shipped objective's
+    assert load_dareu_config(["aux.forget=fact_npo"]).aux.forget_params == {}
+    assert load_dareu_config(["aux.forget=fact_npo", "aux.forget_params.beta=0.5"]).aux.forget_params == {"beta": 0.5}
     shipped = load_dareu_config([]).aux.forget_params
     cfg = load_dareu_config(["aux.forget_params.extra=1"])
     assert cfg.aux.forget_params == {**shipped, "extra": 1}

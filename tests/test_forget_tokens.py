@@ -86,6 +86,7 @@ def test_contrast_forget_tokens_need_no_fact_column(tiny_world, tiny_attributor,
     data = load_world(tiny_world)
     data["forget10"] = data["forget10"].map(lambda r: {"fact": ""})
     data.save_to_disk(str(bare / "data"))
+    (bare / "models").symlink_to(tiny_world / "models")  # DareU's forget term also reads the world's base
     flags = {"world": str(bare), "attributor": str(tiny_attributor), "model": str(tiny_world / "models" / "target")}
     preflight(load_dareu_config(["aux.forget_tokens=contrast"], flags=flags))  # passes
     with pytest.raises(Exception, match="state no `fact`"):

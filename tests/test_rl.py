@@ -203,10 +203,12 @@ def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, 
 
     ray_tmp = tempfile.mkdtemp(prefix="dr", dir="/tmp")  # short: Ray puts unix sockets under it
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "DAREU_RAY_TMPDIR": ray_tmp}
-    cmd = [sys.executable, "-m", "dareu.cli", "unlearn", "--world", str(tiny_world), "--method", "dareu",
+    # the world as a relative path, as a user types it: Ray's workers run elsewhere and must still find W/models/base
+    cmd = [sys.executable, "-m", "dareu.cli", "unlearn", "--world", tiny_world.name, "--method", "dareu",
            "--attributor", str(tiny_attributor), "--out", str(out), "max_steps=6", "save_steps=2", "eval_every=0",
            "batch_size=8", "num_generations=4", "max_completion_length=12", "aux.batch_size=4"]
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=tiny_world.parent)
     deadline = time.time() + 600
     while not (out / "checkpoints" / "checkpoint-2").is_dir() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -214,7 +216,8 @@ def test_killed_run_resumes_to_the_planned_steps_without_losing_log(tiny_world, 
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert read_json(out / "status.json")["state"] == "running"  # a crash is never mistaken for success
-    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900, check=False,
+                          cwd=tiny_world.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_json(out / "status.json")["state"] == "done"
     log = read_json(out / "trainer_log.json")
