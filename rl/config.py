@@ -43,7 +43,8 @@ class AuxConfig:
                                     "simnpo, ...) or 'none'. The reward alone changes what the model says, not what "
                                     "it knows (see the README); this term moves the likelihoods.")
     forget_params: dict[str, Any] = field(default_factory=lambda: {"base_weight": 0.8, "token_coef": 1.0},
-                                            help="Parameters of the forget objective, e.g. {beta: 0.2} for fact_npo (each checked by the objective).")
+                                            help="Parameters of the forget objective, e.g. {beta: 0.2} for fact_npo (each checked by the objective); choosing "
+                                                 "another aux.forget drops the shipped ones.")
     forget_tokens: Literal["fact", "contrast"] = field(
         "contrast", help="Which answer tokens a marked-token forget term (fact_npo) forgets: fact = those stating the "
                      "benchmark's `fact` column; contrast = those the starting model expects of this owner and not "
