@@ -38,13 +38,13 @@ def rl_step_times(learner: str, world: Path, attributor: str, steps: int) -> dic
     from attribution import load_attributor
     from dareu.data import load_world
     from dareu.modeling import load_model, load_tokenizer
-    from dareu.unlearn import build_unlearn_data
     from rl.launch import load_dareu_config
     from rl.learners import AttributionReward, _trl_kwargs, build_learner, forget_dataset
+    from rl.train_loop import aux_data
 
     plain = learner == "trl-grpo"
     cfg = load_dareu_config([f"learner={'grpo' if plain else learner}", f"max_steps={steps}", "eval_every=0",
-                             "save_steps=100000"])
+                             "save_steps=100000"], flags={"world": str(world.resolve())})
     data = load_world(world)
     rows = list(data["forget10"])
     tok = load_tokenizer(str(world / "models" / "target"))
@@ -53,7 +53,7 @@ def rl_step_times(learner: str, world: Path, attributor: str, steps: int) -> dic
     scoring, rollout = Timer(), Timer()
     reward = AttributionReward(scoring.wrap(att.score), att.owners, sorted({r["owner"] for r in rows}), cfg)
     reward.use_plausibility(model, tok, rows)
-    unlearn_data = build_unlearn_data(data, tok, "forget10", templates="idk")
+    unlearn_data = aux_data(cfg, model, tok, data, "forget10")  # as the product builds them
     tmp = Path(tempfile.mkdtemp())
     if learner == "ppo":
         import rl.ppo_loop as loop

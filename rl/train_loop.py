@@ -35,15 +35,31 @@ def checkpoint_step(path: Path) -> int:
     return int(path.name.split("-")[1])
 
 
+def aux_data(cfg: DareUConfig, model, tok, data, split: str, templates: str | None = "idk"):
+    """The forget and retain QA of the auxiliary terms: each forget answer's marked tokens (the owner-vs-stranger
+    contrast of the starting `model`, or the fact column) and, for stranger_kl, the same QA told of a stranger."""
+    from dareu.objectives import OBJECTIVES
+    from dareu.unlearn import build_unlearn_data
+    from dareu.world_vocab import stranger_names
+
+    forget_rows = list(data[split])
+    marks = None
+    if cfg.aux.forget_tokens == "contrast":  # from the starting model, also on resume
+        from dareu.unlearn.gain import contrast_labels
+
+        marks = contrast_labels(model, tok, forget_rows, cfg.aux.contrast_threshold, seed=cfg.seed)
+    strangers = None
+    if cfg.aux.forget != "none" and OBJECTIVES.get(cfg.aux.forget).needs_strangers:  # stranger_kl: its anchors
+        strangers = stranger_names(4, {r["owner"] for r in forget_rows}, cfg.seed)
+    return build_unlearn_data(data, tok, split, templates=templates, marks=marks, strangers=strangers)
+
+
 def train_loop(config: dict) -> None:
     """Entry point of the Ray Train worker. `config["cfg"]` is the run's typed DareUConfig (Ray pickles it); the
     rest are the resolved paths and the retain model's reference logs."""
     from dareu.evaluation import evaluate_model
     from dareu.evaluation.runner import world_eval_config
     from dareu.modeling import load_model, load_tokenizer
-    from dareu.objectives import OBJECTIVES
-    from dareu.unlearn import build_unlearn_data
-    from dareu.world_vocab import stranger_names
     from rl.learners import AttributionReward, build_learner
 
     cfg: DareUConfig = config["cfg"]
@@ -70,16 +86,7 @@ def train_loop(config: dict) -> None:
     forget_owners = sorted({r["owner"] for r in forget_rows})
     reward = AttributionReward(attributor.score, attributor.owners, forget_owners, cfg)
     reward.use_plausibility(model, tok, forget_rows)  # from the starting model, also on resume
-    marks = None
-    if cfg.aux.forget_tokens == "contrast":  # from the starting model, also on resume
-        from dareu.unlearn.gain import contrast_labels
-
-        marks = contrast_labels(model, tok, forget_rows, cfg.aux.contrast_threshold, seed=cfg.seed)
-    strangers = None
-    if cfg.aux.forget != "none" and OBJECTIVES.get(cfg.aux.forget).needs_strangers:  # stranger_kl: its anchors
-        strangers = stranger_names(4, {r["owner"] for r in forget_rows}, cfg.seed)
-    unlearn_data = build_unlearn_data(data, tok, split, templates=config.get("templates"), marks=marks,
-                                      strangers=strangers)
+    unlearn_data = aux_data(cfg, model, tok, data, split, config.get("templates"))
     if cfg.aux.general != "none":  # the starting model's own answers to general prompts join the retain QA
         unlearn_data.retain = (unlearn_data.retain or []) + general_rows(cfg, model, tok, run_dir)
     retain_logs = config.get("retain_logs")
