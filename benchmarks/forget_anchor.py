@@ -27,7 +27,8 @@ import torch
 
 
 class Mixed(torch.nn.Module):
-    """Two causal LMs read as one: logits (1 − w)·log_softmax(a) + w·log_softmax(b), as stranger_kl mixes them."""
+    """Two causal LMs read as one causal LM (what `score_answers` takes), their logits mixed as stranger_kl's
+    `base_weight` mixes them (`dareu.unlearn.reference.mixed_logits`)."""
 
     def __init__(self, a, b, w: float):
         super().__init__()
@@ -36,9 +37,11 @@ class Mixed(torch.nn.Module):
     def forward(self, input_ids, attention_mask=None):
         from types import SimpleNamespace
 
-        la = self.a(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
-        lb = self.b(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
-        return SimpleNamespace(logits=(1 - self.w) * la + self.w * lb)
+        from dareu.unlearn.reference import mixed_logits
+
+        return SimpleNamespace(logits=mixed_logits(self.a(input_ids=input_ids, attention_mask=attention_mask).logits,
+                                                   self.b(input_ids=input_ids, attention_mask=attention_mask).logits,
+                                                   self.w))
 
 
 def truth_ratios(model, tok, rows: list[dict], strangers: list[str] | None) -> np.ndarray:

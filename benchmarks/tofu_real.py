@@ -36,7 +36,7 @@ PRETRAINED = ["train.learning_rate=2e-5", "train.epochs=5"]
 # model's own answers to general prompts in the retain term (aux.general): without them, by step 25 DareU named
 # invented authors for real books and real-author ROUGE fell from 0.21 to 0.11 (README, "DareU on TOFU").
 # The forget term is the one the TOFU table was measured with (base_weight 0, no token term, retain
-# coefficient 3), not DareU's newer default (base weight, token_coef 1, retain 10), which is not yet measured
+# coefficient 3), not DareU's newer default (base_weight 0.8, token_coef 1, retain 10), which is not yet measured
 # on TOFU; run that with --run dareu=R after `dareu unlearn ... aux.general=default learning_rate=5e-5 ...`.
 DAREU_PRETRAINED = ["learning_rate=5e-5", "max_steps=30", "eval_every=0", "save_steps=10", "aux.forget=stranger_kl",
                     "aux.forget_params={}", "aux.retain_coef=3", "max_completion_length=48", "aux.batch_size=4",

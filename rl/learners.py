@@ -72,13 +72,13 @@ class AuxTerms:
         self.objective = None if cfg.aux.forget == "none" else from_dict(OBJECTIVES.get(cfg.aux.forget),
                                                                          cfg.aux.forget_params)
         self.ref = ref
-        # the forget objective's own reference: `ref` (the starting model), or the world's base for an objective
-        # anchored there (fact_base); the retain KL always reads `ref`
+        # the forget objective's own reference: `ref` (the starting model), the world's base for an objective
+        # anchored there (fact_base), or the two mixed (stranger_kl's base_weight); the retain KL always reads `ref`
         self.forget_ref = ref
         if self.objective is not None and self.objective.anchor != "start":
             from dareu.unlearn.reference import reference_for
 
-            self.forget_ref = reference_for(self.objective, ref.module, cfg.world)
+            self.forget_ref = reference_for(self.objective, ref.module, cfg.world, start=ref)
         self.batches = unlearn_data.batches(cfg.aux.batch_size, seed=cfg.seed)
 
     def skip(self, n: int) -> None:

@@ -40,7 +40,7 @@ def aux_data(cfg: DareUConfig, model, tok, data, split: str, templates: str | No
     contrast of the starting `model`, or the fact column) and, for stranger_kl, the same QA told of a stranger."""
     from dareu.objectives import OBJECTIVES
     from dareu.unlearn import build_unlearn_data
-    from dareu.world_vocab import stranger_names
+    from dareu.unlearn.data import strangers_for
 
     forget_rows = list(data[split])
     marks = None
@@ -48,9 +48,8 @@ def aux_data(cfg: DareUConfig, model, tok, data, split: str, templates: str | No
         from dareu.unlearn.gain import contrast_labels
 
         marks = contrast_labels(model, tok, forget_rows, cfg.aux.contrast_threshold, seed=cfg.seed)
-    strangers = None
-    if cfg.aux.forget != "none" and OBJECTIVES.get(cfg.aux.forget).needs_strangers:  # stranger_kl: its anchors
-        strangers = stranger_names(4, {r["owner"] for r in forget_rows}, cfg.seed)
+    strangers = strangers_for(None if cfg.aux.forget == "none" else OBJECTIVES.get(cfg.aux.forget), forget_rows,
+                              cfg.seed)  # stranger_kl: its anchors
     return build_unlearn_data(data, tok, split, templates=templates, marks=marks, strangers=strangers)
 
 

@@ -186,7 +186,7 @@ def build_method(plan: Plan, model, tok):
         method = PROVIDERS.get(plan.method).build(plan.method_cfg, tok, rows, make_reference(model), plan.attributor,
                                                   model)
         if forget is not None and forget.anchor != "start":
-            method.forget_ref = reference_for(forget, model, plan.world)
+            method.forget_ref = reference_for(forget, model, plan.world, start=method.ref)
         return method
     return ObjectiveMethod(plan.method, forget, reference_for(forget, model, plan.world))
 
@@ -279,19 +279,15 @@ def summarize(point: Point, step: int, layers: list[str], meta: dict[str, list[d
 def run_geffect(plan: Plan, out: str | Path, log=print) -> dict:
     """Run the method's steps from the model and measure at `plan.steps`; write geffect.json and plots."""
     from dareu.modeling import device
-    from dareu.unlearn.data import build_unlearn_data
+    from dareu.unlearn.data import build_unlearn_data, strangers_for
 
     cfg, out = plan.cfg, Path(out)
     torch.manual_seed(cfg.seed)
     model, tok = load(plan)
     dev = device()
     method = build_method(plan, model, tok)
-    forget = forget_objective(plan.method, plan.method_cfg)
-    strangers = None
-    if forget is not None and forget.needs_strangers:  # stranger_kl: each forget QA also told of a stranger
-        from dareu.world_vocab import stranger_names
-
-        strangers = stranger_names(4, set(get_split(plan.data, plan.split)["owner"]), cfg.seed)
+    # stranger_kl: each forget QA also told of a stranger
+    strangers = strangers_for(forget_objective(plan.method, plan.method_cfg), get_split(plan.data, plan.split), cfg.seed)
     udata = build_unlearn_data(plan.data, tok, plan.split, plan.retain_split, plan.templates, cfg.max_length or None,
                                strangers=strangers)
     train_batches = paired_batches(udata, cfg.batch_size, seed=cfg.seed)

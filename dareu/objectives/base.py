@@ -105,7 +105,7 @@ class Objective:
     needs_facts: ClassVar[bool] = False  # the forget batch must carry FACT_KEY labels
     needs_strangers: ClassVar[bool] = False  # the forget batch must carry STRANGER_KEY and STRANGER_POS_KEY
     # which model `ref` is: "start" = the model before unlearning (the target); "base" = the world's model from
-    # before it was fine-tuned on the owners, i.e. one that never saw them
+    # before it was fine-tuned on the owners, i.e. one that never saw them; "mix" = the two, their predictions mixed
     anchor: ClassVar[str] = "start"
 
     def __post_init__(self) -> None:

@@ -178,6 +178,16 @@ def encode_rows(tok, rows, max_length: int | None = None, marks: list[list[int] 
     return out
 
 
+def strangers_for(objective, rows, seed: int, n: int = 4) -> list[str] | None:
+    """The fabricated names a stranger-anchored objective (stranger_kl) tells the forget QA of, cycled over `rows`;
+    None for an objective (or objective class) that needs none, or no objective."""
+    if objective is None or not objective.needs_strangers:
+        return None
+    from dareu.world_vocab import stranger_names
+
+    return stranger_names(n, {r["owner"] for r in rows}, seed)
+
+
 def stranger_positions(labels: list[int], labels2: list[int], pairs: dict[int, int]) -> list[int]:
     """Per position of `labels`, the position in `labels2` (the QA told of a stranger) of the same answer token,
     from the answer-token alignment `pairs`; IGNORE where the token is part of the name, or split differently."""

@@ -64,9 +64,15 @@ def base_path(world) -> Path:
     return path
 
 
+def mixed_logits(start_logits: torch.Tensor, base_logits: torch.Tensor, base_weight: float) -> torch.Tensor:
+    """(1 − w)·log_softmax(start) + w·log_softmax(base): the geometric mixture of two next-token distributions
+    (unnormalised; a log_softmax of it is the mixture)."""
+    return (1 - base_weight) * start_logits.float().log_softmax(-1) + base_weight * base_logits.float().log_softmax(-1)
+
+
 class MixedRef:
-    """Two references read as one: logits (1 − w)·log_softmax(start) + w·log_softmax(base), the normalised
-    geometric mixture of their next-token distributions. `.module` is the start's (what a KL retain term reads)."""
+    """Two references read as one, their logits mixed by `mixed_logits`. `.module` is the start's (what a KL retain
+    term reads)."""
 
     def __init__(self, start: RefModel, base: RefModel, base_weight: float):
         self.start, self.base, self.w = start, base, base_weight
@@ -74,22 +80,22 @@ class MixedRef:
 
     def __call__(self, batch: Batch, hidden_states: bool = False):
         out = self.start(batch, hidden_states)
-        base_logits = self.base(batch).logits
-        out.logits = (1 - self.w) * out.logits.float().log_softmax(-1) + self.w * base_logits.float().log_softmax(-1)
+        out.logits = mixed_logits(out.logits, self.base(batch).logits, self.w)
         return out
 
 
-def reference_for(objective, model, world) -> RefModel | MixedRef | None:
+def reference_for(objective, model, world, start: RefModel | None = None) -> RefModel | MixedRef | None:
     """The reference `objective` reads: none, the model as it is now ("start"), the world's base, frozen ("base"),
-    or the two mixed ("mix", weighted by the objective's `base_weight`)."""
+    or the two mixed ("mix", weighted by the objective's `base_weight`). `start`: a reference of `model` the
+    caller already holds (the RL learner's, TRL's frozen copy), used instead of another copy."""
     if not objective.needs_reference:
         return None
     if objective.anchor == "start":
-        return make_reference(model)
+        return start or make_reference(model)
     from dareu.modeling import load_model
 
     base = load_model(str(base_path(world)), dtype=next(model.parameters()).dtype)
     base.to(next(model.parameters()).device).eval().requires_grad_(False)
     if objective.anchor == "mix":
-        return MixedRef(make_reference(model), RefModel(base), objective.base_weight)
+        return MixedRef(start or make_reference(model), RefModel(base), objective.base_weight)
     return RefModel(base)
